@@ -1,0 +1,84 @@
+"""``BertConfig``: transformers' field names and defaults, validated."""
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+ACTIVATION_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+@dataclass
+class BertConfig:
+    """Hyper-parameters of a BERT model (defaults are BERT-base, as in transformers).
+
+    >>> BertConfig(vocab_size=97, hidden_size=48, num_hidden_layers=3, num_attention_heads=3)
+    """
+    vocab_size: int = 30522
+    hidden_size: int = 768              # C
+    num_hidden_layers: int = 12         # L
+    num_attention_heads: int = 12       # A; head size D = C / A
+    intermediate_size: int = 3072       # F
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512  # longest T
+    type_vocab_size: int = 2            # segments A and B
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    tie_word_embeddings: bool = True    # the MLM decoder reuses the word embeddings (BERT does)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads}): each head gets hidden_size / heads features")
+        if self.hidden_act not in ACTIVATION_NAMES:
+            raise ValueError(f"BertConfig.hidden_act must be one of {ACTIVATION_NAMES}, got {self.hidden_act!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            p = getattr(self, name)
+            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise ValueError(f"BertConfig.{name} must be a probability in [0, 1), got {p!r}")
+        for name in ("initializer_range", "layer_norm_eps"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"BertConfig.{name} must be a positive number, got {v!r}")
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"BertConfig.pad_token_id must be in [0, vocab_size={self.vocab_size}), "
+                             f"got {self.pad_token_id!r}")
+
+    @property
+    def head_size(self):
+        return self.hidden_size // self.num_attention_heads
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a dict such as transformers' config.json; unknown keys are ignored."""
+        if not isinstance(d, dict):
+            raise TypeError(f"config must be a dict, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_json_file(self, path, extra=None):
+        d = {"model_type": "bert", **self.to_dict(), **(extra or {})}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(d, f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json_file(cls, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {path} is not valid JSON: {e}") from None
+        return cls.from_dict(d)

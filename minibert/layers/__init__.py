@@ -1,0 +1,14 @@
+"""The layers of BERT, each a pair ``out, cache = X_forward(...)`` / ``grads = X_backward(dout, cache)``
+in readable NumPy.  These are the references: the numba twins in ``minibert.kernels`` must agree."""
+from .attention import (attention_backward, attention_forward, merge_heads, sdpa_backward,
+                        sdpa_forward, split_heads)
+from .cross_entropy import cross_entropy_backward, cross_entropy_forward
+from .dropout import dropout_backward, dropout_forward
+from .embedding import embedding_backward, embedding_forward
+from .ffn import ffn_backward, ffn_forward
+from .gelu import (ACTIVATIONS, gelu_backward, gelu_forward, gelu_tanh_backward,
+                   gelu_tanh_forward, relu_backward, relu_forward)
+from .layernorm import layernorm_backward, layernorm_forward
+from .linear import linear_backward, linear_forward
+from .softmax import attention_mask_to_additive, softmax_backward, softmax_forward
+from .tanh import tanh_backward, tanh_forward

@@ -1,0 +1,94 @@
+"""Multi-head self-attention, as in BERT (transformers' ``BertSelfAttention`` + the output dense).
+
+    q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv          # (B, T, C) each, split into A heads of D
+    scores  = q k^T / sqrt(D) + mask_add                      # (B, A, T, T)
+    probs   = softmax(scores)  -> dropout                     # (B, A, T, T)
+    ctx     = probs v, heads merged back                      # (B, T, C)
+    out     = ctx Wo^T + bo                                   # (B, T, C)
+
+The residual, its dropout and LayerNorm live in the encoder layer (``minibert/model.py``).
+Derivation, piece by piece: ``docs/backward/attention.md``.
+
+Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``A`` heads, ``D = C / A`` head size.
+"""
+import math
+
+import numpy as np
+
+from .dropout import dropout_backward, dropout_forward
+from .linear import linear_backward, linear_forward
+from .softmax import softmax_backward, softmax_forward
+
+
+def split_heads(x, A):
+    """(B, T, C) -> (B, A, T, D)"""
+    B, T, C = x.shape
+    return x.reshape(B, T, A, C // A).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, A, T, D) -> (B, T, C)"""
+    B, A, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, A * D)
+
+
+def sdpa_forward(q, k, v, mask_add=None, dropout_p=0.0, rng=None, training=False):
+    """Scaled dot-product attention.  (B, A, T, D) x3, mask (B, 1, 1, T) -> ctx (B, A, T, D).
+
+    ``cache = (q, k, v, probs (B, A, T, T), dropped probs, dropout cache, scale)``.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (q @ k.transpose(0, 1, 3, 2)) * q.dtype.type(scale)  # (B, A, T, T)
+    probs, _ = softmax_forward(scores, mask_add)  # (B, A, T, T)
+    dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training)
+    ctx = dropped @ v  # (B, A, T, D)
+    return ctx, (q, k, v, probs, dropped, drop_cache, scale)
+
+
+def sdpa_backward(dctx, cache):
+    """(B, A, T, D) -> dq, dk, dv (B, A, T, D) each"""
+    q, k, v, probs, dropped, drop_cache, scale = cache
+    # forward: ctx = dropped @ v
+    ddropped = dctx @ v.transpose(0, 1, 3, 2)  # (B, A, T, T)
+    dv = dropped.transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
+    # forward: dropped = dropout(probs)
+    dprobs = dropout_backward(ddropped, drop_cache)
+    # forward: probs = softmax(scores + mask_add)
+    dscores = softmax_backward(dprobs, probs)  # (B, A, T, T)
+    # forward: scores = (q @ k^T) * scale
+    dscores = dscores * q.dtype.type(scale)
+    dq = dscores @ k  # (B, A, T, D)
+    dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, A, T, D)
+    return dq, dk, dv
+
+
+def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
+                      dropout_p=0.0, rng=None, training=False):
+    """(B, T, C), weights (C, C), biases (C,), mask (B, 1, 1, T) -> out (B, T, C).
+
+    ``cache = (query, key, value, sdpa, output)`` linear/sdpa caches; ``cache[3][3]`` holds the
+    attention probabilities (B, A, T, T), which the model exposes for plotting.
+    """
+    q, cq = linear_forward(x, wq, bq)  # (B, T, C)
+    k, ck = linear_forward(x, wk, bk)
+    v, cv = linear_forward(x, wv, bv)
+    ctx, cs = sdpa_forward(split_heads(q, num_heads), split_heads(k, num_heads),
+                           split_heads(v, num_heads), mask_add, dropout_p, rng, training)
+    out, co = linear_forward(merge_heads(ctx), wo, bo)  # (B, T, C)
+    return out, (cq, ck, cv, cs, co, num_heads)
+
+
+def attention_backward(dout, cache):
+    """(B, T, C) -> dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo"""
+    cq, ck, cv, cs, co, A = cache
+    # forward: out = merge_heads(ctx) @ wo.T + bo
+    dctx, dwo, dbo = linear_backward(dout, co)
+    # forward: ctx = sdpa(split_heads(q), split_heads(k), split_heads(v))
+    dq, dk, dv = sdpa_backward(split_heads(dctx, A), cs)
+    # forward: q, k, v = x @ w.T + b; x feeds all three, so its gradient is the sum of three paths
+    dx, dwq, dbq = linear_backward(merge_heads(dq), cq)
+    dxk, dwk, dbk = linear_backward(merge_heads(dk), ck)
+    dxv, dwv, dbv = linear_backward(merge_heads(dv), cv)
+    dx += dxk
+    dx += dxv
+    return dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo
