@@ -1,0 +1,97 @@
+"""Shared test helpers: small configs, non-trivial parameters, batches with padding and labels,
+and the transformers oracle."""
+import numpy as np
+import pytest
+
+import minibert
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def each_backend(request):
+    """Run a test under both kernel backends, then restore the previous one."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+        try:
+            from minibert import kernels  # noqa: F401
+        except ImportError:
+            pytest.xfail("minibert.kernels (numba twins) not built yet")
+    previous = minibert.get_backend()
+    minibert.set_backend(request.param)
+    yield request.param
+    minibert.set_backend(previous)
+
+
+def small_config(**overrides):
+    """Odd, all-different sizes: V=97, C=48, L=3, A=3 (D=16), F=80, T<=40."""
+    kw = dict(vocab_size=97, hidden_size=48, num_hidden_layers=3, num_attention_heads=3,
+              intermediate_size=80, max_position_embeddings=40, type_vocab_size=2, hidden_act="gelu",
+              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12,
+              initializer_range=0.02)
+    kw.update(overrides)
+    return minibert.BertConfig(**kw)
+
+
+def perturb_parameters(model, seed=1):
+    """Give every LayerNorm gain/bias and every bias a non-trivial value (ones and zeros hide bugs),
+    and widen the weights so activations are not all in the linear regime."""
+    rng = np.random.default_rng(seed)
+    for name, p, _ in model.named_parameters():
+        if "LayerNorm.weight" in name:
+            p[...] = 1 + 0.3 * rng.standard_normal(p.shape)
+        elif name.endswith("bias"):
+            p[...] = 0.2 * rng.standard_normal(p.shape)
+        else:
+            p[...] = 0.15 * rng.standard_normal(p.shape)
+    return model
+
+
+def make_batch(config, B=3, T=9, seed=0, label_every=3):
+    """A batch with padding (rows shorter than T), two segments, sparse MLM labels and NSP labels."""
+    rng = np.random.default_rng(seed)
+    V = config.vocab_size
+    ids = rng.integers(5, V, size=(B, T))
+    lengths = [T] + [max(3, T - 2 - 2 * b) for b in range(1, B)]
+    mask = np.zeros((B, T), dtype=np.int64)
+    segs = np.zeros((B, T), dtype=np.int64)
+    labels = np.full((B, T), -100, dtype=np.int64)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        ids[b, n:] = 0  # [PAD]
+        segs[b, n // 2:n] = 1
+        for t in range(1 + b % label_every, n, label_every):
+            labels[b, t] = rng.integers(0, V)
+    nsp = rng.integers(0, 2, size=B)
+    return dict(input_ids=ids, token_type_ids=segs, attention_mask=mask, labels=labels, next_sentence_label=nsp)
+
+
+def hf_pretraining_model(model):
+    """transformers' BertForPreTraining (eager attention, float64) holding a copy of our weights."""
+    torch = pytest.importorskip("torch")  # the oracle is a declared test dependency; see setup.py
+    import transformers
+    c = model.config
+    hf_config = transformers.BertConfig(**{k: v for k, v in c.to_dict().items()})
+    hf_config._attn_implementation = "eager"
+    hf = transformers.BertForPreTraining(hf_config).double()
+    hf.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in model.state_dict().items()},
+                       strict=True)
+    hf.train(model.training)
+    return hf
+
+
+def assert_grads_match(ours, theirs, tol=1e-8):
+    """Every gradient within ``tol`` relative (rel_error).  The attention key biases are the one
+    exception: softmax ignores a shift shared by a whole row of scores, and q.(k_j + bk) shifts every
+    score of row q by the same q.bk, so their true gradient is exactly 0 and both sides hold rounding
+    noise (~1e-16); a ratio of two noises is meaningless, so they are checked to be 0 absolutely."""
+    from minibert.gradcheck import rel_error
+    assert set(ours) == set(theirs), set(ours) ^ set(theirs)
+    errors = {}
+    for n in theirs:
+        a, b = np.asarray(ours[n]), np.asarray(theirs[n])
+        if n.endswith("attention.self.key.bias"):
+            assert np.abs(a).max() < 1e-12 and np.abs(b).max() < 1e-12, n
+        else:
+            errors[n] = rel_error(a, b)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < tol, f"{worst}: rel_error {errors[worst]:.2e} (expected < {tol})"
+    return errors

@@ -1,0 +1,238 @@
+"""The assembled BERT: whole-model gradient check, BERT's invariants, dropout, state dicts, init."""
+import math
+
+import numpy as np
+import pytest
+
+import minibert
+from conftest import make_batch, perturb_parameters, small_config
+from minibert.gradcheck import numerical_gradient_at, rel_error
+
+
+def tiny_config(**kw):
+    """Even smaller than small_config, so finite differences over every parameter stay fast."""
+    base = dict(vocab_size=23, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
+                intermediate_size=10, max_position_embeddings=11)
+    base.update(kw)
+    return small_config(**base)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["eval", "dropout-masks-fixed"])
+def test_whole_model_gradient_check_on_sampled_coordinates_of_every_parameter(each_backend, dropout):
+    """float64, 4 sampled coordinates of each of the 2-layer model's parameters.  Tolerance 1e-6 per
+    parameter (rel_error over the sampled coordinates; a correct backward gives ~1e-9, a wrong one
+    1e-2).  With dropout on, the dropout generator is re-seeded before every forward so the
+    numerical and analytic gradients see the same masks."""
+    cfg = tiny_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64))
+    model.train(dropout > 0)
+    batch = make_batch(cfg, B=2, T=7, seed=1)
+
+    def loss():
+        model.bert.dropout_rng = np.random.default_rng(123)
+        return float(model(**batch).loss)
+
+    loss()
+    model.backward()
+    rng = np.random.default_rng(0)
+    checked = 0
+    for name, p, g in model.named_parameters():
+        idx = rng.choice(p.size, size=min(4, p.size), replace=False)
+        exact = g.reshape(-1)[idx]
+        approx = numerical_gradient_at(loss, p, idx)
+        if name.endswith("attention.self.key.bias"):  # exactly 0 by the softmax shift invariance
+            assert np.abs(exact).max() < 1e-12 and np.abs(approx).max() < 1e-8, name
+        else:
+            assert rel_error(exact, approx) < 1e-6, f"{name}: {exact} vs {approx}"
+        checked += 1
+    assert checked == len(model.grad_state_dict())
+
+
+def test_padded_tokens_change_neither_loss_nor_gradients(each_backend):
+    cfg = small_config()
+    model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)).eval()
+    batch = make_batch(cfg)
+    out1 = model(**batch)
+    model.backward()
+    g1 = {n: g.copy() for n, g in model.grad_state_dict().items()}
+    pad = batch["attention_mask"] == 0
+    assert pad.any()
+    batch["input_ids"] = np.where(pad, np.random.default_rng(9).integers(5, cfg.vocab_size, pad.shape),
+                                  batch["input_ids"])
+    batch["token_type_ids"] = np.where(pad, 1 - batch["token_type_ids"], batch["token_type_ids"])
+    out2 = model(**batch)
+    model.backward()
+    assert abs(out1.loss - out2.loss) < 1e-12
+    for n, g in model.grad_state_dict().items():
+        # the word-embedding rows of the padding tokens themselves differ (other ids now); all else equal
+        if n != "bert.embeddings.word_embeddings.weight":
+            np.testing.assert_allclose(g, g1[n], atol=1e-12, rtol=0, err_msg=n)
+
+
+def test_mlm_head_on_labelled_positions_only_equals_full_head_then_masked_loss(each_backend):
+    cfg = small_config()
+    model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)).eval()
+    batch = make_batch(cfg)
+    full = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).prediction_logits
+    labels = batch["labels"]
+    sel = labels != -100
+    z = full[sel]  # (P, V)
+    logp = z - z.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    expected = -logp[np.arange(len(z)), labels[sel]].mean()
+    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=labels)
+    assert out.prediction_logits.shape == (sel.sum(), cfg.vocab_size)
+    assert abs(out.mlm_loss - expected) < 1e-12
+    # changing the label of an unlabelled position is impossible (it is -100); changing which
+    # *tokens* sit at unlabelled positions of course changes the context -- so we check the labels
+    # side: adding -100s at new places only removes those positions from the average
+    labels2 = labels.copy()
+    labels2[sel.nonzero()[0][0], sel.nonzero()[1][0]] = -100
+    out2 = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=labels2)
+    assert out2.prediction_logits.shape[0] == sel.sum() - 1
+
+
+def test_initial_losses_are_about_ln_V_and_ln_2():
+    """With N(0, 0.02) weights the logits are near zero, so predictions are near uniform."""
+    cfg = small_config(vocab_size=500, hidden_size=64, num_attention_heads=4, intermediate_size=128)
+    model = minibert.BertForPreTraining(cfg, seed=0).eval()
+    batch = make_batch(cfg, B=8, T=30, seed=2)
+    out = model(**batch)
+    assert abs(out.mlm_loss - math.log(500)) < 0.05 * math.log(500)
+    assert abs(out.nsp_loss - math.log(2)) < 0.05
+
+
+def test_tied_embedding_gradient_is_the_sum_of_the_lookup_and_decoder_paths(each_backend):
+    cfg = small_config()
+    tied = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)).eval()
+    untied = minibert.BertForPreTraining(small_config(tie_word_embeddings=False), seed=0, dtype=np.float64).eval()
+    sd = dict(tied.state_dict())
+    untied.load_state_dict(sd)  # the untied decoder matrix gets a copy of the embeddings
+    batch = make_batch(cfg)
+    out_t, out_u = tied(**batch), untied(**batch)
+    assert abs(out_t.loss - out_u.loss) < 1e-12
+    tied.backward()
+    untied.backward()
+    lookup = untied.grads  # only the names differ
+    g_lookup = untied.bert.grads["embeddings.word_embeddings.weight"]
+    g_decoder = untied.grads["cls.predictions.decoder.weight"]
+    assert np.abs(g_lookup).max() > 0 and np.abs(g_decoder).max() > 0, "both paths must carry gradient"
+    np.testing.assert_allclose(tied.bert.grads["embeddings.word_embeddings.weight"], g_lookup + g_decoder,
+                               rtol=0, atol=1e-14)
+    assert lookup is untied.grads
+
+
+def test_dropout_same_seed_same_masks_and_eval_is_deterministic():
+    cfg = small_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    batch = make_batch(cfg)
+    a = minibert.BertForPreTraining(cfg, seed=4).train()
+    b = minibert.BertForPreTraining(cfg, seed=4).train()
+    la, lb = a(**batch).loss, b(**batch).loss
+    assert la == lb, "same seed: same weights and the same dropout masks"
+    assert a(**batch).loss != la, "train mode: a new forward draws new masks"
+    a.eval()
+    e1, e2 = a(**batch).loss, a(**batch).loss
+    assert e1 == e2 and e1 != la
+
+
+def test_state_dict_has_transformers_names_and_round_trips():
+    cfg = small_config()
+    model = minibert.BertForPreTraining(cfg, seed=0)
+    sd = model.state_dict()
+    assert sd["cls.predictions.decoder.weight"] is sd["bert.embeddings.word_embeddings.weight"]
+    assert sd["bert.encoder.layer.2.intermediate.dense.weight"].shape == (80, 48)  # (out, in)
+    other = minibert.BertForPreTraining(cfg, seed=1)
+    other.load_state_dict({k: v.copy() for k, v in sd.items()})
+    for k, v in other.state_dict().items():
+        np.testing.assert_array_equal(v, sd[k])
+    # the tied aliases are optional (transformers' safetensors files drop them)
+    other.load_state_dict({k: v for k, v in sd.items() if not k.startswith("cls.predictions.decoder")})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda sd: sd.pop("bert.pooler.dense.bias"), "missing keys \\['bert.pooler.dense.bias'\\]"),
+    (lambda sd: sd.__setitem__("bert.extra.weight", np.zeros(3)), "unexpected keys \\['bert.extra.weight'\\]"),
+    (lambda sd: sd.__setitem__("cls.seq_relationship.weight", np.zeros((3, 48))),
+     "cls.seq_relationship.weight has shape \\(3, 48\\), expected \\(2, 48\\)"),
+])
+def test_a_failed_load_names_the_problem_and_changes_nothing(damage, message):
+    cfg = small_config()
+    model = minibert.BertForPreTraining(cfg, seed=0)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    sd = {k: np.full_like(v, 0.5) for k, v in minibert.BertForPreTraining(cfg, seed=1).state_dict().items()}
+    damage(sd)
+    with pytest.raises(ValueError, match=message):
+        model.load_state_dict(sd)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_initialisation_is_bert_s():
+    cfg = small_config(vocab_size=400, hidden_size=96, num_attention_heads=4, intermediate_size=200)
+    model = minibert.BertForPreTraining(cfg, seed=0)
+    sd = model.state_dict()
+    w = sd["bert.encoder.layer.0.intermediate.dense.weight"]
+    assert abs(w.std() - 0.02) < 0.001 and abs(w.mean()) < 0.001
+    assert np.all(sd["bert.encoder.layer.1.output.LayerNorm.weight"] == 1)
+    assert np.all(sd["bert.encoder.layer.1.output.LayerNorm.bias"] == 0)
+    assert np.all(sd["cls.predictions.bias"] == 0)
+    assert np.all(sd["bert.embeddings.word_embeddings.weight"][cfg.pad_token_id] == 0)
+    assert w.dtype == np.float32, "float32 by default"
+    again = minibert.BertForPreTraining(cfg, seed=0).state_dict()
+    assert all(np.array_equal(again[k], v) for k, v in sd.items()), "same seed, same weights"
+
+
+def test_float32_model_keeps_float32_everywhere():
+    cfg = small_config()
+    model = minibert.BertForPreTraining(cfg, seed=0)
+    out = model(**make_batch(cfg))
+    model.backward()
+    assert out.prediction_logits.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in model.grad_state_dict().values())
+
+
+def test_config_validates():
+    with pytest.raises(ValueError, match="divisible by num_attention_heads"):
+        minibert.BertConfig(hidden_size=50, num_attention_heads=3)
+    with pytest.raises(ValueError, match="vocab_size must be a positive integer, got 0"):
+        minibert.BertConfig(vocab_size=0)
+    with pytest.raises(ValueError, match="hidden_act"):
+        minibert.BertConfig(hidden_act="swish")
+    with pytest.raises(ValueError, match="hidden_dropout_prob"):
+        minibert.BertConfig(hidden_dropout_prob=1.5)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(input_ids=np.array([1, 2, 3])), ValueError, "must be 2-D .* pass input_ids\\[None\\]"),
+    (dict(input_ids=np.array([[1.0, 2.0]])), TypeError, "input_ids must be an integer array"),
+    (dict(input_ids=np.array([[1, 97]])), ValueError, "input_ids must be in \\[0, vocab_size=97\\), got 97"),
+    (dict(input_ids=np.array([[-1, 3]])), ValueError, "got -1"),
+    (dict(input_ids=np.ones((1, 41), int)), ValueError, "longer than max_position_embeddings=40"),
+    (dict(input_ids=np.ones((1, 4), int), token_type_ids=np.full((1, 4), 2)), ValueError, "type_vocab_size=2"),
+    (dict(input_ids=np.ones((1, 4), int), attention_mask=np.ones((1, 3))), ValueError,
+     "attention_mask must have shape \\(1, 4\\)"),
+    (dict(input_ids=np.ones((1, 4), int), labels=np.ones((1, 3), int)), ValueError, "labels must have shape"),
+    (dict(input_ids=np.ones((1, 4), int), labels=np.full((1, 4), 500)), ValueError, "labels must be -100"),
+    (dict(input_ids=np.ones((2, 4), int), next_sentence_label=np.array([0, 2])), ValueError,
+     "next_sentence_label must be 0 .* or 1"),
+])
+def test_bad_inputs_get_clear_errors(kwargs, error, message):
+    model = minibert.BertForPreTraining(small_config(), seed=0)
+    with pytest.raises(error, match=message):
+        model(**kwargs)
+
+
+def test_backward_before_forward_or_without_loss_is_a_clear_error():
+    model = minibert.BertForPreTraining(small_config(), seed=0)
+    with pytest.raises(ValueError, match="before forward"):
+        model.backward()
+    model(np.ones((1, 4), int))
+    with pytest.raises(ValueError, match="needs a loss"):
+        model.backward()
+
+
+def test_reprs_say_what_the_model_is():
+    model = minibert.BertForPreTraining(small_config(), seed=0)
+    assert "L=3, C=48, A=3" in repr(model) and "params=" in repr(model)
+    out = model(**make_batch(small_config()))
+    assert "loss=" in repr(out)
