@@ -132,6 +132,40 @@ class Module:
             own[n][...] = value
         return missing, unexpected
 
+    # -- transformers-format directories ---------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, directory, dtype=np.float32, seed=0, verbose=True):
+        """Load a transformers-format directory (config.json + model.safetensors).
+
+        Works across classes as transformers does: a ``BertModel`` checkpoint into a model with heads
+        (the heads are newly initialised, and we say so), or a pretraining checkpoint into a
+        ``BertModel`` (the heads are ignored).  Missing and unexpected weights are reported by name.
+        The model is returned in eval mode.
+        """
+        from .pretrained import read_config, read_weights
+        model = cls(read_config(directory), seed=seed, dtype=dtype)
+        sd = read_weights(directory)
+        own = model.state_dict()
+        wants_prefix = any(k.startswith("bert.") for k in own)
+        has_prefix = any(k.startswith("bert.") for k in sd)
+        if wants_prefix and not has_prefix:
+            sd = {"bert." + k: v for k, v in sd.items()}
+        elif has_prefix and not wants_prefix:
+            sd = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in sd.items()}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        model.missing_keys, model.unexpected_keys = missing, unexpected
+        if verbose and missing:
+            print(f"{cls.__name__}.from_pretrained: newly initialised (not in {directory}): {missing}")
+        if verbose and unexpected:
+            print(f"{cls.__name__}.from_pretrained: ignored weights of {directory} this model has no place for: "
+                  f"{unexpected}")
+        return model.eval()
+
+    def save_pretrained(self, directory, tokenizer=None):
+        """Write config.json + model.safetensors (+ vocab.txt) that transformers loads."""
+        from .pretrained import save_pretrained
+        save_pretrained(self, directory, tokenizer)
+
     # -- modes -----------------------------------------------------------------------------------
     def train(self, mode=True):
         """Dropout on (as PyTorch's ``model.train()``)."""
