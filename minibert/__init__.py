@@ -9,5 +9,7 @@ from .config import BertConfig
 from .gradcheck import rel_error
 from .model import BertForPreTraining, BertForPreTrainingOutput, BertModel, BertModelOutput
 from .optim import AdamW, clip_grad_norm, linear_warmup_decay
+from .tokenizer import BertTokenizer
+from .wordpiece import train_wordpiece
 
 __version__ = "0.1.0"

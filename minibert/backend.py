@@ -39,15 +39,14 @@ def get_backend():
     return _current
 
 
-def _default():
+def _set_default():
     env = os.environ.get("MINIBERT_BACKEND")
     if env:
-        return env
+        return set_backend(env)
     try:
-        from . import kernels  # noqa: F401
-        return "numba"
-    except ImportError:
-        return "numpy"
+        set_backend("numba")
+    except ImportError:  # numba is not installed: the NumPy references are complete on their own
+        set_backend("numpy")
 
 
-set_backend(_default())
+_set_default()
