@@ -453,6 +453,15 @@ class BertForPreTraining(Module):
             self.params["cls.predictions.decoder.weight"] = self.bert.params["embeddings.word_embeddings.weight"].copy()
             self.grads["cls.predictions.decoder.weight"] = np.zeros_like(self.params["cls.predictions.decoder.weight"])
 
+    @property
+    def dropout_rng(self):
+        """The generator every dropout mask of this model is drawn from (its state is checkpointed)."""
+        return self.bert.dropout_rng
+
+    @dropout_rng.setter
+    def dropout_rng(self, rng):
+        self.bert.dropout_rng = rng
+
     def _decoder(self):
         """(module, name) holding the decoder matrix: the word embeddings when tied (BERT)."""
         if self.config.tie_word_embeddings:

@@ -66,8 +66,8 @@ def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
                       dropout_p=0.0, rng=None, training=False):
     """(B, T, C), weights (C, C), biases (C,), mask (B, 1, 1, T) -> out (B, T, C).
 
-    ``cache = (query, key, value, sdpa, output)`` linear/sdpa caches; ``cache[3][3]`` holds the
-    attention probabilities (B, A, T, T), which the model exposes for plotting.
+    ``cache = (query, key, value, sdpa, output, A)``: the linear/sdpa caches and the number of heads;
+    ``cache[3][3]`` holds the attention probabilities (B, A, T, T), which the model exposes for plots.
     """
     q, cq = linear_forward(x, wq, bq)  # (B, T, C)
     k, ck = linear_forward(x, wk, bk)

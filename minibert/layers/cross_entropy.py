@@ -12,7 +12,8 @@ import numpy as np
 
 
 def cross_entropy_forward(logits, labels, ignore_index=-100):
-    """(N, V), (N,) int -> scalar loss.  ``cache = (probs (N, V), labels (N,), counted (N,) bool, count)``.
+    """(N, V), (N,) int -> scalar loss.  ``cache = (probs (N, V), safe (N,), counted (N,) bool, count)``,
+    ``safe`` being the labels with ignored rows replaced by 0.
 
     With no counted row the loss is defined as 0 (PyTorch returns NaN), so an empty batch of masked
     positions cannot poison training.

@@ -1,0 +1,551 @@
+"""Pre-training data: masked-LM and next-sentence-prediction instances, then fixed-shape NumPy batches.
+
+This follows google-research/bert's ``create_pretraining_data.py`` step by step (same function names,
+same order of random draws), written to be read:
+
+1. ``create_instances_from_document`` packs consecutive sentences of one document into a chunk of about
+   ``max_seq_length`` tokens, cuts it into ``A`` and ``B``, and half the time replaces ``B`` with text from
+   another document (next-sentence prediction, NSP).  ``[CLS] A [SEP] B [SEP]``, segment ids 0 then 1.
+2. ``create_masked_lm_predictions`` picks ~15% of the tokens to predict (never ``[CLS]``/``[SEP]``); of
+   those, 80% become ``[MASK]``, 10% a random word, 10% stay unchanged (masked LM, MLM).
+3. ``instances_to_arrays`` pads to ``T = max_seq_length`` and returns the arrays ``BertForPreTraining``
+   takes, in transformers' conventions: ``labels`` is -100 where nothing is predicted, and
+   ``next_sentence_label`` is 0 when B is the actual next segment, 1 when B is random.
+4. ``PretrainingDataset`` hands out shuffled, seeded mini-batches epoch after epoch and can save and
+   restore its position.
+
+    >>> docs = synthetic_corpus(200, seed=0).train                 # from minibert.corpus
+    >>> data = PretrainingDataset(docs, tokenizer, batch_size=8, max_seq_length=32, seed=0)
+    >>> batch = next(iter(data))
+    >>> {k: v.shape for k, v in batch.items()}
+    {'input_ids': (8, 32), 'token_type_ids': (8, 32), 'attention_mask': (8, 32), 'labels': (8, 32),
+     'next_sentence_label': (8,)}
+    >>> out = model(**batch)                                       # BertForPreTraining
+
+The tokenizer is duck-typed: anything with ``tokenize(text) -> list[str]``, a ``vocab`` dict
+(token -> id) holding ``[CLS] [SEP] [MASK] [PAD]``, and ``convert_tokens_to_ids(tokens) -> list[int]``.
+WordPiece continuations start with ``##`` (used by whole-word masking).
+
+Three deliberate differences from google-research/bert, so that the invariants hold exactly:
+
+* a random replacement token is drawn from the vocabulary *without* the bracketed special tokens
+  (``[PAD]``, ``[SEP]``, ``[unused0]`` ...), so ``[PAD]`` only ever appears as padding and ``[SEP]`` only
+  where a segment ends;
+* with whole-word masking, a ``##`` piece left at the start of B by truncation is its own word (the
+  original joins it to the last word of A, across the ``[SEP]``);
+* a corpus needs two documents or more: with one, every "random" next sentence would come from that same
+  document and still be labelled random.
+"""
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+CLS, SEP, MASK, PAD = "[CLS]", "[SEP]", "[MASK]", "[PAD]"
+IGNORE_INDEX = -100          # transformers' label for "not predicted": the loss skips it
+BATCH_KEYS = ("input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation at the public boundary
+# --------------------------------------------------------------------------------------------------
+
+def _check_int(name, value, low, why=""):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
+
+
+def _check_probability(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+
+
+def _check_options(max_seq_length, short_seq_prob, masked_lm_prob, max_predictions_per_seq, dupe_factor):
+    _check_int("max_seq_length", max_seq_length, 5, " ([CLS] A [SEP] B [SEP] needs 5 tokens)")
+    _check_probability("short_seq_prob", short_seq_prob)
+    _check_probability("masked_lm_prob", masked_lm_prob)
+    _check_int("max_predictions_per_seq", max_predictions_per_seq, 1)
+    _check_int("dupe_factor", dupe_factor, 1)
+
+
+def _check_tokenizer(tokenizer):
+    for attr in ("tokenize", "vocab", "convert_tokens_to_ids"):
+        if not hasattr(tokenizer, attr):
+            raise TypeError(f"tokenizer must have tokenize(), vocab and convert_tokens_to_ids(); "
+                            f"{type(tokenizer).__name__} has no {attr!r}")
+    missing = [t for t in (CLS, SEP, MASK, PAD) if t not in tokenizer.vocab]
+    if missing:
+        raise ValueError(f"tokenizer.vocab must contain {[CLS, SEP, MASK, PAD]}, missing {missing}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Instances
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingInstance:
+    """One pre-training example, still as strings (google-research/bert's ``TrainingInstance``).
+
+    tokens               [CLS] A [SEP] B [SEP] after masking, length <= max_seq_length
+    segment_ids          0 for [CLS] A [SEP], 1 for B [SEP]; same length as tokens
+    is_random_next       True if B was taken from another document
+    masked_lm_positions  sorted positions the model must predict
+    masked_lm_labels     the original tokens at those positions
+    """
+    tokens: list
+    segment_ids: list
+    is_random_next: bool
+    masked_lm_positions: list
+    masked_lm_labels: list
+
+    def __str__(self):
+        return (f"tokens: {' '.join(self.tokens)}\nsegment_ids: {' '.join(map(str, self.segment_ids))}\n"
+                f"is_random_next: {self.is_random_next}\n"
+                f"masked_lm_positions: {' '.join(map(str, self.masked_lm_positions))}\n"
+                f"masked_lm_labels: {' '.join(self.masked_lm_labels)}\n")
+
+
+def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+    """Truncate a pair of token lists *in place* until ``len(a) + len(b) <= max_num_tokens``.
+
+    One token at a time from the longer side, from the front or the back at random: always cutting the end
+    would teach the model that sentences never start mid-way.
+    """
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        assert len(trunc_tokens) >= 1
+        if rng.random() < 0.5:
+            del trunc_tokens[0]
+        else:
+            trunc_tokens.pop()
+
+
+def create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
+                                 whole_word_mask=False):
+    """Choose positions to predict and corrupt them; returns (output_tokens, positions, labels).
+
+    * candidates: every position except [CLS], [SEP] and [PAD];  with ``whole_word_mask`` a word's ``##``
+      pieces are grouped with it, so a word is predicted whole or not at all;
+    * ``num_to_predict = min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob)))`` --
+      at least one, even for masked_lm_prob = 0, as in google-research/bert;
+    * each chosen position: 80% -> [MASK], 10% -> unchanged, 10% -> a random word of ``vocab_words``.
+      (The 10% unchanged keep the model from learning "only [MASK] positions matter"; the 10% random force
+      it to keep a good representation of every token.)  With whole-word masking the 80/10/10 draw is
+      still per piece, as in google-research/bert.
+    """
+    cand_indexes = []                                   # [[i], [j, j+1 (a ## piece)], ...]
+    for i, token in enumerate(tokens):
+        if token in (CLS, SEP, PAD):
+            continue
+        # A ## piece joins the word just before it.  (google-research/bert also joins a piece that
+        # truncation left orphaned right after [SEP] to the last word of A; here it stands alone.)
+        if whole_word_mask and token.startswith("##") and cand_indexes and cand_indexes[-1][-1] == i - 1:
+            cand_indexes[-1].append(i)
+        else:
+            cand_indexes.append([i])
+    rng.shuffle(cand_indexes)
+
+    output_tokens = list(tokens)
+    num_to_predict = min(max_predictions_per_seq, max(1, int(round(len(tokens) * masked_lm_prob))))
+    masked = []                                         # [(position, original token)]
+    covered = set()
+    for index_set in cand_indexes:
+        if len(masked) >= num_to_predict:
+            break
+        if len(masked) + len(index_set) > num_to_predict:
+            continue                                    # a whole word would overshoot: try a shorter one
+        if any(index in covered for index in index_set):
+            continue
+        for index in index_set:
+            covered.add(index)
+            if rng.random() < 0.8:
+                masked_token = MASK
+            elif rng.random() < 0.5:
+                masked_token = tokens[index]
+            else:
+                masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
+            output_tokens[index] = masked_token
+            masked.append((index, tokens[index]))
+    masked.sort()
+    return output_tokens, [p for p, _ in masked], [label for _, label in masked]
+
+
+def create_instances_from_document(all_documents, document_index, max_seq_length, short_seq_prob,
+                                   masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
+                                   whole_word_mask=False):
+    """All training instances of one document (a list of tokenized sentences) -- see the module docstring.
+
+    ``all_documents`` is a list of documents, each a list of sentences, each a list of token strings.
+    """
+    document = all_documents[document_index]
+    max_num_tokens = max_seq_length - 3                 # room for [CLS], [SEP], [SEP]
+
+    # Usually fill the whole sequence; 10% of the time (short_seq_prob) aim shorter, so the model also
+    # sees the short sequences it will meet when fine-tuned.  As in google-research/bert, the target is
+    # drawn once per document (per dupe).
+    target_seq_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target_seq_length = rng.randint(2, max_num_tokens)
+
+    instances = []
+    current_chunk = []                                  # consecutive sentences, whole
+    current_length = 0
+    i = 0
+    while i < len(document):
+        segment = document[i]
+        current_chunk.append(segment)
+        current_length += len(segment)
+        if i == len(document) - 1 or current_length >= target_seq_length:
+            if current_chunk:
+                # A = the first a_end sentences of the chunk (at least one).
+                a_end = 1
+                if len(current_chunk) >= 2:
+                    a_end = rng.randint(1, len(current_chunk) - 1)
+                tokens_a = [t for sentence in current_chunk[:a_end] for t in sentence]
+
+                tokens_b = []
+                if len(current_chunk) == 1 or rng.random() < 0.5:
+                    # Random next: B is text from a random *other* document (10 tries to avoid this one).
+                    is_random_next = True
+                    target_b_length = target_seq_length - len(tokens_a)
+                    for _ in range(10):
+                        random_document_index = rng.randint(0, len(all_documents) - 1)
+                        if random_document_index != document_index:
+                            break
+                    random_document = all_documents[random_document_index]
+                    random_start = rng.randint(0, len(random_document) - 1)
+                    for j in range(random_start, len(random_document)):
+                        tokens_b.extend(random_document[j])
+                        if len(tokens_b) >= target_b_length:
+                            break
+                    # The chunk's sentences after A were not used: put them back, so they are not wasted.
+                    num_unused_segments = len(current_chunk) - a_end
+                    i -= num_unused_segments
+                else:
+                    # Actual next: B is the rest of the chunk.
+                    is_random_next = False
+                    tokens_b = [t for sentence in current_chunk[a_end:] for t in sentence]
+
+                truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+                assert len(tokens_a) >= 1 and len(tokens_b) >= 1
+
+                tokens = [CLS] + tokens_a + [SEP] + tokens_b + [SEP]
+                segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+                tokens, positions, labels = create_masked_lm_predictions(
+                    tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng, whole_word_mask)
+                instances.append(TrainingInstance(tokens, segment_ids, is_random_next, positions, labels))
+            current_chunk = []
+            current_length = 0
+        i += 1
+    return instances
+
+
+def tokenize_documents(documents, tokenizer):
+    """Documents of sentence strings -> documents of token lists; empty sentences and documents dropped."""
+    if hasattr(documents, "train") and hasattr(documents, "heldout"):
+        raise TypeError("documents must be a list of documents, got a Corpus: pass corpus.train or corpus.heldout")
+    if isinstance(documents, str) or not hasattr(documents, "__iter__"):
+        raise TypeError(f"documents must be a list of documents (lists of sentence strings), "
+                        f"got {type(documents).__name__}")
+    tokenized = []
+    for d, doc in enumerate(documents):
+        if isinstance(doc, str):
+            raise TypeError(f"documents[{d}] must be a list of sentence strings, got a str")
+        sentences = [tokens for tokens in (tokenizer.tokenize(s) for s in doc) if tokens]
+        if sentences:
+            tokenized.append(sentences)
+    return tokenized
+
+
+def vocab_words_for_replacement(vocab):
+    """The words a masked position may be replaced with: the vocabulary without bracketed specials
+    ([PAD], [CLS], [SEP], [MASK], [UNK], [unused0], ...), in vocabulary order."""
+    words = [w for w in vocab if not (len(w) > 2 and w.startswith("[") and w.endswith("]"))]
+    if not words:
+        raise ValueError("tokenizer.vocab has no ordinary word to use as a random replacement")
+    return words
+
+
+def _instances_from_tokenized(tokenized_documents, vocab_words, max_seq_length, dupe_factor, short_seq_prob,
+                              masked_lm_prob, max_predictions_per_seq, whole_word_mask, rng):
+    """google-research/bert's ``create_training_instances`` after reading: shuffle documents, make
+    ``dupe_factor`` passes over them (each a different NSP split and masking), shuffle the instances."""
+    all_documents = list(tokenized_documents)
+    rng.shuffle(all_documents)
+    instances = []
+    for _ in range(dupe_factor):
+        for document_index in range(len(all_documents)):
+            instances.extend(create_instances_from_document(
+                all_documents, document_index, max_seq_length, short_seq_prob, masked_lm_prob,
+                max_predictions_per_seq, vocab_words, rng, whole_word_mask))
+    rng.shuffle(instances)
+    return instances
+
+
+def _check_corpus(tokenized_documents, num_raw_documents):
+    if not tokenized_documents:
+        raise ValueError(f"the corpus is empty: expected documents with at least one non-empty sentence, "
+                         f"got {num_raw_documents} document(s) and no token")
+    if len(tokenized_documents) < 2:
+        raise ValueError("the corpus is too small: next-sentence prediction needs at least 2 documents "
+                         "(separate them with a blank line), got 1")
+
+
+def create_training_instances(documents, tokenizer, max_seq_length=128, dupe_factor=10, short_seq_prob=0.1,
+                              masked_lm_prob=0.15, max_predictions_per_seq=20, whole_word_mask=False, seed=12345):
+    """Pre-training instances from documents of sentence strings (google-research/bert's defaults).
+
+    ``seed`` seeds a ``random.Random``, so the same arguments give the same instances.  Returns a list of
+    ``TrainingInstance`` in random order.
+    """
+    _check_options(max_seq_length, short_seq_prob, masked_lm_prob, max_predictions_per_seq, dupe_factor)
+    _check_tokenizer(tokenizer)
+    tokenized = tokenize_documents(documents, tokenizer)
+    _check_corpus(tokenized, len(documents))
+    return _instances_from_tokenized(tokenized, vocab_words_for_replacement(tokenizer.vocab), max_seq_length,
+                                     dupe_factor, short_seq_prob, masked_lm_prob, max_predictions_per_seq,
+                                     whole_word_mask, random.Random(seed))
+
+
+# --------------------------------------------------------------------------------------------------
+# Arrays
+# --------------------------------------------------------------------------------------------------
+
+def instances_to_arrays(instances, tokenizer, max_seq_length):
+    """Pad instances to ``T = max_seq_length`` and return the model's inputs as int64 arrays.
+
+        input_ids            (N, T)  token ids, [PAD] after the last [SEP]
+        token_type_ids       (N, T)  0 for [CLS] A [SEP], 1 for B [SEP], 0 on padding
+        attention_mask       (N, T)  1 on real tokens, 0 on padding
+        labels               (N, T)  the original token id where predicted, -100 everywhere else
+        next_sentence_label  (N,)    0 if B is the actual next segment, 1 if B is random
+
+    Same keys and conventions as transformers' ``BertForPreTraining``, so ``model(**arrays)`` works.
+    """
+    _check_int("max_seq_length", max_seq_length, 5, " ([CLS] A [SEP] B [SEP] needs 5 tokens)")
+    _check_tokenizer(tokenizer)
+    N, T = len(instances), max_seq_length
+    pad_id = tokenizer.vocab[PAD]
+    input_ids = np.full((N, T), pad_id, dtype=np.int64)                 # (N, T)
+    token_type_ids = np.zeros((N, T), dtype=np.int64)                   # (N, T)
+    attention_mask = np.zeros((N, T), dtype=np.int64)                   # (N, T)
+    labels = np.full((N, T), IGNORE_INDEX, dtype=np.int64)              # (N, T)
+    next_sentence_label = np.zeros(N, dtype=np.int64)                   # (N,)
+    for n, inst in enumerate(instances):
+        L = len(inst.tokens)
+        if L > T:
+            raise ValueError(f"instances[{n}] has {L} tokens, more than max_seq_length={T}")
+        input_ids[n, :L] = tokenizer.convert_tokens_to_ids(inst.tokens)
+        token_type_ids[n, :L] = inst.segment_ids
+        attention_mask[n, :L] = 1
+        if inst.masked_lm_positions:
+            labels[n, inst.masked_lm_positions] = tokenizer.convert_tokens_to_ids(inst.masked_lm_labels)
+        next_sentence_label[n] = int(inst.is_random_next)
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+            "labels": labels, "next_sentence_label": next_sentence_label}
+
+
+# --------------------------------------------------------------------------------------------------
+# Mini-batches
+# --------------------------------------------------------------------------------------------------
+
+def _epoch_seed(seed, epoch):
+    """A 32-bit seed for epoch ``epoch``, derived from (seed, epoch) by NumPy's SeedSequence (seed + epoch
+    would make seed 0's epoch 1 equal seed 1's epoch 0)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class PretrainingDataset:
+    """Seeded, shuffled mini-batches of pre-training arrays, epoch after epoch.
+
+        data = PretrainingDataset(docs, tokenizer, batch_size=32, max_seq_length=128, seed=0)
+        for epoch in range(3):
+            for batch in data:                  # dicts of arrays, see instances_to_arrays; B = batch_size
+                out = model(**batch)
+        batch = data.next_batch()               # or one batch at a time, crossing epochs by itself
+        state = data.state_dict()               # JSON-able: save it with the model's checkpoint
+        data.load_state_dict(state)             # ... and resume at the same batch
+
+    **Static or dynamic masking.**  google-research/bert masks once, when the data is written
+    (``dynamic_masking=False``): ``dupe_factor`` copies of the corpus with different masks and NSP pairs, the
+    same every epoch, only reshuffled.  RoBERTa showed that drawing new masks for every epoch
+    (``dynamic_masking=True``) is as good or better and needs no duplicates; on the small corpora minibert
+    trains on, it also keeps a model from memorizing its few masks.  So the default is dynamic: each epoch
+    rebuilds its instances (new short-sequence targets, NSP pairs and masks) with a seed derived from
+    ``(seed, epoch)``; this costs a pass over the tokenized corpus per epoch.  Use static masking for a
+    fixed evaluation set.
+
+    **What is stored.**  The corpus is tokenized once.  The current epoch's instances are kept as arrays
+    ``(N, T)`` and served in the order of a seeded permutation.  With ``drop_last=True`` (the default, for
+    training) every batch has exactly ``batch_size`` rows and the last ``N % batch_size`` instances of an
+    epoch are skipped (the permutation changes every epoch, so different ones); with ``drop_last=False``
+    (for evaluation) the last batch is smaller.
+
+    **Resuming.**  All randomness of epoch ``e`` is a function of ``(seed, e)``, so the complete state is
+    ``{"epoch", "position", "seed"}`` (plain ints): ``load_state_dict`` rebuilds that epoch's arrays and
+    permutation and continues after the last batch handed out.  ``len(data)`` is the number of batches in
+    the current epoch (with dynamic masking, N varies a little from epoch to epoch).
+    """
+
+    def __init__(self, documents, tokenizer, batch_size, max_seq_length=128, masked_lm_prob=0.15,
+                 max_predictions_per_seq=20, short_seq_prob=0.1, dupe_factor=1, whole_word_mask=False,
+                 dynamic_masking=True, drop_last=True, seed=0):
+        _check_int("batch_size", batch_size, 1)
+        _check_options(max_seq_length, short_seq_prob, masked_lm_prob, max_predictions_per_seq, dupe_factor)
+        _check_int("seed", seed, 0)
+        _check_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        self.max_seq_length = int(max_seq_length)
+        self.masked_lm_prob = float(masked_lm_prob)
+        self.max_predictions_per_seq = int(max_predictions_per_seq)
+        self.short_seq_prob = float(short_seq_prob)
+        self.dupe_factor = int(dupe_factor)
+        self.whole_word_mask = bool(whole_word_mask)
+        self.dynamic_masking = bool(dynamic_masking)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        self.documents = tokenize_documents(documents, tokenizer)      # tokenized once
+        _check_corpus(self.documents, len(documents))
+        self.vocab_words = vocab_words_for_replacement(tokenizer.vocab)
+        self.epoch = 0
+        self.position = 0                # batches of the current epoch already handed out
+        self._static_arrays = None
+        self._current = None             # (epoch, arrays, order) of the current epoch
+        if len(self) == 0:
+            raise ValueError(f"the corpus is too small for one batch: batch_size={self.batch_size}, but it "
+                             f"gives only {self.num_instances} instances of max_seq_length={self.max_seq_length}; "
+                             "use a smaller batch_size, a larger dupe_factor or more text")
+
+    # -- building an epoch ------------------------------------------------------------------------
+    def _epoch_data(self, epoch):
+        """(arrays, order) of epoch ``epoch``: the instances as arrays (N, T) and the order to serve them."""
+        if self._current is not None and self._current[0] == epoch:
+            return self._current[1:]
+        if not self.dynamic_masking and self._static_arrays is not None:
+            arrays = self._static_arrays
+        else:
+            rng = random.Random(_epoch_seed(self.seed, epoch if self.dynamic_masking else 0))
+            instances = _instances_from_tokenized(
+                self.documents, self.vocab_words, self.max_seq_length, self.dupe_factor, self.short_seq_prob,
+                self.masked_lm_prob, self.max_predictions_per_seq, self.whole_word_mask, rng)
+            arrays = instances_to_arrays(instances, self.tokenizer, self.max_seq_length)
+            if not self.dynamic_masking:
+                self._static_arrays = arrays
+        # The order is a permutation drawn from (seed, epoch); the instances come from a separate
+        # random.Random, so changing one never shifts the other.
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(arrays["next_sentence_label"]))
+        return arrays, order
+
+    def _current_epoch(self):
+        """(epoch, arrays, order) of ``self.epoch``, built on first use and kept until the epoch changes."""
+        if self._current is None or self._current[0] != self.epoch:
+            self._current = (self.epoch, *self._epoch_data(self.epoch))
+        return self._current
+
+    @property
+    def arrays(self):
+        """The current epoch's instances: dict of arrays (N, T) and (N,), in instance order (not shuffled)."""
+        return self._current_epoch()[1]
+
+    @property
+    def order(self):
+        """The current epoch's permutation of the N instances: batch i is rows order[i*B:(i+1)*B]."""
+        return self._current_epoch()[2]
+
+    @property
+    def num_instances(self):
+        """N, the number of instances in the current epoch."""
+        return len(self.arrays["next_sentence_label"])
+
+    def _num_batches(self, num_instances):
+        B = self.batch_size
+        return num_instances // B if self.drop_last else -(-num_instances // B)
+
+    def __len__(self):
+        """Batches in the current epoch: N // batch_size (ceil with drop_last=False)."""
+        return self._num_batches(self.num_instances)
+
+    # -- batches ----------------------------------------------------------------------------------
+    @staticmethod
+    def _take(arrays, order, index, batch_size):
+        rows = order[index * batch_size:(index + 1) * batch_size]                  # (B,)
+        return {key: arrays[key][rows] for key in BATCH_KEYS}
+
+    def batch(self, index):
+        """Batch ``index`` of the current epoch, a dict of arrays (B, T) and (B,); does not move position."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index must be in [0, {len(self)}), got {index}")
+        return self._take(self.arrays, self.order, index, self.batch_size)
+
+    def __iter__(self):
+        """Yield the remaining batches of the current epoch, then move on to the next epoch.
+
+        ``position`` counts a batch as consumed when it is handed out, so a ``state_dict()`` taken while
+        processing a batch resumes with the next one.
+        """
+        while self.position < len(self):
+            self.position += 1
+            yield self.batch(self.position - 1)
+        self.epoch += 1
+        self.position = 0
+
+    def next_batch(self):
+        """The next batch of the endless stream: the rest of this epoch, then the next epoch, and so on."""
+        if self.position >= len(self):
+            self.epoch += 1
+            self.position = 0
+        self.position += 1
+        return self.batch(self.position - 1)
+
+    def epoch_batches(self, epoch):
+        """Every batch of epoch ``epoch``, in order, without moving this dataset's position (for evaluation:
+        with ``dynamic_masking=False`` and a fixed epoch, the same batches every time)."""
+        _check_int("epoch", epoch, 0)
+        arrays, order = self._epoch_data(epoch)
+        for index in range(self._num_batches(len(order))):
+            yield self._take(arrays, order, index, self.batch_size)
+
+    def most_frequent_label(self):
+        """The token id most often predicted in the current epoch (the unigram baseline's constant guess)."""
+        labels = self.arrays["labels"]
+        return int(np.bincount(labels[labels != IGNORE_INDEX]).argmax())
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def _config(self):
+        return {"batch_size": self.batch_size, "max_seq_length": self.max_seq_length,
+                "masked_lm_prob": self.masked_lm_prob, "max_predictions_per_seq": self.max_predictions_per_seq,
+                "short_seq_prob": self.short_seq_prob, "dupe_factor": self.dupe_factor,
+                "whole_word_mask": self.whole_word_mask, "dynamic_masking": self.dynamic_masking,
+                "drop_last": self.drop_last, "num_documents": len(self.documents)}
+
+    def state_dict(self):
+        """Where the iterator is, as plain JSON-able data: epoch, position (batches handed out in this epoch),
+        seed (all randomness derives from (seed, epoch)) and the options it was built with (checked on load)."""
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "config": self._config()}
+
+    def load_state_dict(self, state):
+        """Continue from a ``state_dict()``: rebuilds that epoch's instances and order exactly."""
+        for key in ("epoch", "position", "seed"):
+            if key not in state:
+                raise KeyError(f"state is missing {key!r}; expected the keys of PretrainingDataset.state_dict()")
+        config = state.get("config")
+        if config is not None and config != self._config():
+            diff = {k: (config.get(k), v) for k, v in self._config().items() if config.get(k) != v}
+            raise ValueError(f"state was saved by a PretrainingDataset built differently: (saved, this) = {diff}")
+        _check_int("state['epoch']", state["epoch"], 0)
+        _check_int("state['position']", state["position"], 0)
+        _check_int("state['seed']", state["seed"], 0)
+        if int(state["seed"]) != self.seed:
+            self.seed, self._static_arrays, self._current = int(state["seed"]), None, None
+        self.epoch = int(state["epoch"])
+        if state["position"] > len(self):
+            raise ValueError(f"state['position'] must be <= {len(self)} (the batches in epoch {self.epoch}), "
+                             f"got {state['position']}")
+        self.position = int(state["position"])
+
+    def __repr__(self):
+        return (f"PretrainingDataset(documents={len(self.documents):,}, instances={self.num_instances:,}, "
+                f"batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
+                f"masking={'dynamic' if self.dynamic_masking else 'static'}, epoch={self.epoch}, "
+                f"batch={self.position}/{len(self)})")
