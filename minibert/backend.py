@@ -6,14 +6,19 @@
 The default is ``$MINIBERT_BACKEND`` if set, else numba when it imports, else numpy.  The model looks
 kernels up in ``backend.ops`` at call time, so switching takes effect on the next forward.
 """
+import functools
 import os
 import types
+
+import numpy as np
 
 from . import layers as _reference
 
 _OP_NAMES = [n for n in dir(_reference) if n.endswith(("_forward", "_backward"))]
 ops = types.SimpleNamespace()
 _current = None
+_debug = False
+scope = ""  # which part of the model is running (set by the model; used in debug messages)
 
 
 def _numba_ops():
@@ -29,9 +34,39 @@ def set_backend(name):
     table = {n: getattr(_reference, n) for n in _OP_NAMES}
     if name == "numba":
         table.update(_numba_ops())
+    if _debug:
+        table = {n: _checked(n, fn) for n, fn in table.items()}
     ops.__dict__.clear()
     ops.__dict__.update(table)
     _current = name
+
+
+def set_debug(on=True):
+    """Debug mode: every kernel checks its outputs, and the first one that produces a NaN or Inf
+    raises FloatingPointError naming the kernel and the model part (e.g. ``encoder.layer.1
+    backward: layernorm_backward``).  Costs a pass over every output; off by default."""
+    global _debug
+    _debug = bool(on)
+    set_backend(_current)
+
+
+def _finite(a):
+    return not (isinstance(a, np.ndarray) and a.dtype.kind == "f") or bool(np.isfinite(a).all())
+
+
+def _checked(name, fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        outs = result if isinstance(result, tuple) else (result,)
+        produced = outs[:1] if name.endswith("_forward") else outs  # a forward's second item is its cache
+        if not all(_finite(a) for a in produced):
+            inputs_ok = all(_finite(a) for a in args)
+            raise FloatingPointError(
+                f"{scope or 'model'}: {name} produced a non-finite value "
+                + ("from finite inputs" if inputs_ok else "(its inputs were already non-finite)"))
+        return result
+    return wrapper
 
 
 def get_backend():

@@ -30,6 +30,7 @@ def _add_pretrain(sub):
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--backend", choices=["numba", "numpy"], default=None)
+    p.add_argument("--debug", action="store_true", help="name the first kernel that produces a NaN/Inf")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -49,7 +50,7 @@ def main(argv=None):
                 max_seq_length=args.max_seq_length, vocab_size=args.vocab_size, lr=args.lr,
                 warmup_steps=args.warmup_steps, eval_every=args.eval_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, backend=args.backend,
-                verbose=not args.quiet)
+                debug=args.debug, verbose=not args.quiet)
             pretrain(cfg)
         elif args.command == "demo":
             from .demo import main as demo

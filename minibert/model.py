@@ -134,16 +134,17 @@ class Module:
 
     # -- transformers-format directories ---------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, directory, dtype=np.float32, seed=0, verbose=True):
+    def from_pretrained(cls, directory, dtype=np.float32, seed=0, verbose=True, **config_overrides):
         """Load a transformers-format directory (config.json + model.safetensors).
 
         Works across classes as transformers does: a ``BertModel`` checkpoint into a model with heads
         (the heads are newly initialised, and we say so), or a pretraining checkpoint into a
         ``BertModel`` (the heads are ignored).  Missing and unexpected weights are reported by name.
+        ``config_overrides`` replace fields of config.json (``num_labels=6`` for a new classifier).
         The model is returned in eval mode.
         """
         from .pretrained import read_config, read_weights
-        model = cls(read_config(directory), seed=seed, dtype=dtype)
+        model = cls(read_config(directory, **config_overrides), seed=seed, dtype=dtype)
         sd = read_weights(directory)
         own = model.state_dict()
         wants_prefix = any(k.startswith("bert.") for k in own)
@@ -153,6 +154,9 @@ class Module:
         elif has_prefix and not wants_prefix:
             sd = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in sd.items()}
         missing, unexpected = model.load_state_dict(sd, strict=False)
+        if len(missing) == len(model.named_parameters()):
+            raise ValueError(f"no weight of {directory}/model.safetensors fits {cls.__name__} (expected names "
+                             f"like {next(iter(own))!r}, found {list(sd)[:3]}): is it a BERT checkpoint?")
         model.missing_keys, model.unexpected_keys = missing, unexpected
         if verbose and missing:
             print(f"{cls.__name__}.from_pretrained: newly initialised (not in {directory}): {missing}")
@@ -309,6 +313,7 @@ class BertModel(Module):
         drop = dict(rng=self.dropout_rng, training=self.training)
         eps = c.layer_norm_eps
 
+        backend.scope = "embeddings forward"
         we, c_we = K.embedding_forward(ids, p["embeddings.word_embeddings.weight"])  # (B, T, C)
         te, c_te = K.embedding_forward(tt, p["embeddings.token_type_embeddings.weight"])  # (B, T, C)
         pe = p["embeddings.position_embeddings.weight"][:T]  # (T, C), broadcast over B
@@ -323,6 +328,7 @@ class BertModel(Module):
             layer_caches.append(cache)
 
         pooled, c_pool = None, None
+        backend.scope = "pooler forward"
         if self.add_pooling_layer:
             h, c_pd = K.linear_forward(x[:, 0], p["pooler.dense.weight"], p["pooler.dense.bias"])  # (B, C)
             pooled, c_pt = K.tanh_forward(h)
@@ -335,6 +341,7 @@ class BertModel(Module):
         """One post-LN encoder layer.  (B, T, C) -> (B, T, C)"""
         K, c, p = backend.ops, self.config, self.params
         pre = f"encoder.layer.{i}."
+        backend.scope = f"encoder.layer.{i} forward"
         drop = dict(rng=self.dropout_rng, training=self.training)
         att = pre + "attention."
         a, c_att = K.attention_forward(
@@ -358,6 +365,7 @@ class BertModel(Module):
         c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2 = cache
         pre = f"encoder.layer.{i}."
         att = pre + "attention."
+        backend.scope = f"encoder.layer.{i} backward"
         # forward: out = LayerNorm(f + h)
         dsum2, dw, db = K.layernorm_backward(dout, c_ln2)
         self._acc(pre + "output.LayerNorm.weight", dw)
@@ -398,6 +406,7 @@ class BertModel(Module):
             dx = np.array(d_last_hidden_state, dtype=self.dtype)  # a copy: we add into it
             if dx.shape != (B, T, c.hidden_size):
                 raise ValueError(f"d_last_hidden_state must have shape {(B, T, c.hidden_size)}, got {dx.shape}")
+        backend.scope = "pooler backward"
         if d_pooler_output is not None:
             if c_pool is None:
                 raise ValueError("d_pooler_output given, but this BertModel has no pooler")
@@ -411,6 +420,7 @@ class BertModel(Module):
         for i in reversed(range(c.num_hidden_layers)):
             dx = self._layer_backward(i, dx, layer_caches[i])
         # forward: x = dropout(LayerNorm(word + token_type + position))
+        backend.scope = "embeddings backward"
         dx = K.dropout_backward(dx, c_edrop)
         demb, dw, db = K.layernorm_backward(dx, c_eln)
         self._acc("embeddings.LayerNorm.weight", dw)
@@ -503,6 +513,7 @@ class BertForPreTraining(Module):
         # MLM head: only at labelled positions when labels are given (gather first, as google-research/bert)
         positions = None if labels is None else np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)  # (P,)
         h = x.reshape(-1, C) if positions is None else x.reshape(-1, C)[positions]  # (P, C)
+        backend.scope = "pretraining heads forward"
         act_forward = getattr(K, _ACT_FORWARD[c.hidden_act])
         h, c_td = K.linear_forward(h, p["cls.predictions.transform.dense.weight"],
                                    p["cls.predictions.transform.dense.bias"])
@@ -536,6 +547,7 @@ class BertForPreTraining(Module):
             raise ValueError("backward() needs a loss: pass labels and/or next_sentence_label to forward()")
         K, c = backend.ops, self.config
         self.zero_grad()
+        backend.scope = "pretraining heads backward"
         dx = np.zeros((B * T, C), dtype=self.dtype)  # d loss / d last_hidden_state, flattened
         dpooled = np.zeros((B, C), dtype=self.dtype)
         if c_mlm is not None:

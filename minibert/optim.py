@@ -7,6 +7,21 @@ import math
 
 import numpy as np
 
+from . import backend
+
+
+def adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
+    """One AdamW update of one parameter ``p`` with gradient ``g`` and moments ``m``, ``v``, all in
+    place, in ``torch.optim.AdamW``'s arithmetic.  ``step_size = lr / (1 - beta1^t)`` and
+    ``bc2_sqrt = sqrt(1 - beta2^t)`` are the bias corrections of step t (the same for every parameter).
+    The numba twin is ``minibert.kernels.adamw.adamw_update``."""
+    if weight_decay:
+        p *= 1 - lr * weight_decay
+    m += (1 - beta1) * (g - m)  # == b1 m + (1 - b1) g, written as torch's lerp
+    v *= beta2
+    v += (1 - beta2) * g * g
+    p -= step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+
 
 def no_weight_decay(name):
     """BERT does not decay biases and LayerNorm parameters."""
@@ -14,7 +29,8 @@ def no_weight_decay(name):
 
 
 class AdamW:
-    """Adam with decoupled weight decay, bit-for-bit the update of ``torch.optim.AdamW``:
+    """Adam with decoupled weight decay, the update of ``torch.optim.AdamW`` (same formula and
+    order of operations; the two agree to rounding, ~1e-16 relative per step in float64):
 
         p <- p - lr * wd * p                          (skipped for biases and LayerNorm)
         m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
@@ -45,14 +61,10 @@ class AdamW:
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1 ** self.t)
         bc2_sqrt = math.sqrt(1 - b2 ** self.t)
+        update = getattr(backend.ops, "adamw_update", adamw_update)  # the numba twin, if active
         for name, p, g in self.model.named_parameters():
-            m, v = self.m[name], self.v[name]
-            if self.weight_decay and not no_weight_decay(name):
-                p *= 1 - self.lr * self.weight_decay
-            m += (1 - b1) * (g - m)  # == b1 m + (1 - b1) g, written as torch's lerp
-            v *= b2
-            v += (1 - b2) * g * g
-            p -= step_size * m / (np.sqrt(v) / bc2_sqrt + self.eps)
+            wd = 0.0 if no_weight_decay(name) else self.weight_decay
+            update(p, g, self.m[name], self.v[name], self.lr, b1, b2, self.eps, wd, step_size, bc2_sqrt)
 
     def state_dict(self):
         """Arrays and numbers only (saved with the checkpoint)."""
@@ -70,12 +82,16 @@ class AdamW:
 
 
 def linear_warmup_decay(step, max_steps, warmup_steps, peak_lr):
-    """BERT's schedule: lr rises linearly from 0 to ``peak_lr`` over ``warmup_steps``, then falls
-    linearly to 0 at ``max_steps``.  ``step`` counts from 0 (the lr used for the first update is
-    ``peak_lr / warmup_steps``... of the way up)."""
+    """BERT's schedule: linear warmup to ``peak_lr``, then linear decay towards 0 at ``max_steps``.
+
+    ``step`` counts updates from 0.  Warmup: update ``s < W`` uses ``peak * (s + 1) / W``, so the
+    first update already moves (transformers' schedule starts at exactly 0) and update ``W - 1`` uses
+    the peak.  Decay: update ``s >= W`` uses ``peak * (max_steps - s) / (max_steps - W + 1)``, so the
+    peak is used once and the last update (``max_steps - 1``) still has ``peak / (max_steps - W + 1)``.
+    """
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
-    return peak_lr * max(0.0, (max_steps - step) / max(1, max_steps - warmup_steps))
+    return peak_lr * max(0.0, (max_steps - step) / (max_steps - warmup_steps + 1))
 
 
 def clip_grad_norm(model, max_norm):

@@ -51,6 +51,7 @@ class PretrainConfig:
     checkpoint_every: int = 100
     resume: bool = False
     backend: Optional[str] = None
+    debug: bool = False              # name the first kernel that produces a NaN/Inf (slower)
     verbose: bool = True
 
     def validate(self):
@@ -131,6 +132,15 @@ def evaluate(model, batches, unigram_token=None):
             "unigram_mlm_accuracy": uni / n_mlm}
 
 
+def probe_sentence(corpus, heldout_docs):
+    """A held-out sentence with one word masked, to watch fill-mask improve."""
+    if corpus == "default":
+        return "the [MASK] statement raises an exception if the condition is false ."
+    words = heldout_docs[0][0].split()[:12]
+    words[min(2, len(words) - 1)] = "[MASK]"
+    return " ".join(words)
+
+
 def batch_metrics(out, batch):
     labels = batch["labels"].reshape(-1)[out.masked_positions]
     return {"mlm_acc": float((out.prediction_logits.argmax(-1) == labels).mean()) if len(labels) else 0.0,
@@ -139,7 +149,7 @@ def batch_metrics(out, batch):
 
 def fill_mask(model, tokenizer, text, top_k=5):
     """[(position, [(token, probability), ...])] for every [MASK] in ``text``."""
-    enc = tokenizer(text, return_tensors="np")
+    enc = tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings, return_tensors="np")
     was_training = model.training
     model.eval()
     out = model(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
@@ -191,6 +201,8 @@ def pretrain(cfg: PretrainConfig):
     cfg.validate()
     if cfg.backend:
         backend.set_backend(cfg.backend)
+    if cfg.debug:
+        backend.set_debug(True)
     os.makedirs(cfg.out, exist_ok=True)
     log = print if cfg.verbose else (lambda *a, **k: None)
     log(f"minibert pretrain: preset={cfg.preset} corpus={cfg.corpus} backend={backend.get_backend()} out={cfg.out}")
@@ -221,7 +233,7 @@ def pretrain(cfg: PretrainConfig):
     elif os.path.exists(log_path):
         os.remove(log_path)
 
-    probe = "the [MASK] statement raises an exception if the condition is false ."
+    probe = probe_sentence(cfg.corpus, heldout_docs)
     before = fill_mask(model, tokenizer, probe) if step == 0 else None
     progress = Progress(cfg.max_steps, "pretrain", log_every=10.0 if cfg.verbose else 1e9)
     start, tokens_seen, ema = time.perf_counter(), 0, None
@@ -234,13 +246,13 @@ def pretrain(cfg: PretrainConfig):
             batch = data.next_batch()
             out = model(**batch)
             if not np.isfinite(out.loss):
-                raise FloatingPointError(f"non-finite loss {out.loss} at step {step}; the last good "
-                                         f"checkpoint is {ckpt_path}")
+                raise FloatingPointError(f"non-finite loss {out.loss} at step {step + 1}; "
+                                         + _last_good(ckpt_path))
             model.backward()
             grad_norm = clip_grad_norm(model, cfg.max_grad_norm)
             if not math.isfinite(grad_norm):
-                raise FloatingPointError(f"non-finite gradient norm at step {step}; the last good "
-                                         f"checkpoint is {ckpt_path}")
+                raise FloatingPointError(f"non-finite gradient norm at step {step + 1}; "
+                                         + _last_good(ckpt_path) + " (--debug names the kernel that made it)")
             opt.lr = linear_warmup_decay(step, cfg.max_steps, cfg.warmup_steps, cfg.lr)
             opt.step()
             step += 1
@@ -270,7 +282,8 @@ def pretrain(cfg: PretrainConfig):
                "steps": step, "tokens_per_second": tokens_seen / max(elapsed, 1e-9),
                "seconds": elapsed, "stopped_by_time_budget": stopped_early,
                "config": {"pretrain": dataclasses.asdict(cfg), "model": model.config.to_dict()},
-               "backend": backend.get_backend(), "eval_history": history["eval"]}
+               "backend": backend.get_backend(), "peak_memory_mb": peak_memory_mb(),
+               "eval_history": history["eval"]}
     atomic_write_bytes(os.path.join(cfg.out, "metrics.json"), json.dumps(metrics, indent=2).encode())
     from .plots import plot_curves
     plot_curves(log_path, history["eval"], os.path.join(cfg.out, "curves.png"),
@@ -278,7 +291,8 @@ def pretrain(cfg: PretrainConfig):
     after = fill_mask(model, tokenizer, probe)
     if cfg.verbose:
         ev = metrics["eval"]
-        print(f"\ndone: {step} steps in {elapsed / 60:.1f} min, {metrics['tokens_per_second']:.0f} tokens/s")
+        print(f"\ndone: {step} steps in {elapsed / 60:.1f} min, {metrics['tokens_per_second']:.0f} tokens/s, "
+              f"peak memory {metrics['peak_memory_mb']:.0f} MB")
         print(f"held-out MLM accuracy {ev['mlm_accuracy']:.3f} (always-most-frequent-token baseline "
               f"{ev['unigram_mlm_accuracy']:.3f}), MLM loss {ev['mlm_loss']:.3f} (uniform guess "
               f"{math.log(len(tokenizer.vocab)):.3f}); NSP accuracy {ev['nsp_accuracy']:.3f} (chance 0.5)")
@@ -288,6 +302,20 @@ def pretrain(cfg: PretrainConfig):
         print("  after training:  " + ", ".join(f"{t} {p:.3f}" for t, p in after[0][1]))
         print(f"wrote {cfg.out}/metrics.json, curves.png, log.jsonl, model/")
     return metrics
+
+
+def _last_good(ckpt_path):
+    if os.path.isfile(ckpt_path):
+        return f"the last good checkpoint is {ckpt_path} (continue with --resume, e.g. with a lower --lr)"
+    return "no checkpoint was written yet"
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process so far, in MB (Linux reports ru_maxrss in KB)."""
+    import resource
+    import sys
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 def _truncate_log(path, step):

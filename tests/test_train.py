@@ -1,0 +1,187 @@
+"""Pretraining end to end: outputs, exact resume after SIGKILL, non-finite guards, the CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert.checkpoint import load_checkpoint, save_checkpoint
+from minibert.train import PretrainConfig, pretrain
+
+SMALL = dict(corpus="synthetic", batch_size=8, max_seq_length=32, vocab_size=300, eval_every=5,
+             checkpoint_every=4, eval_batches=2, warmup_steps=3, verbose=False)
+
+
+def test_pretrain_writes_metrics_curves_log_and_a_model_that_loads_back(tmp_path):
+    out = str(tmp_path / "run")
+    metrics = pretrain(PretrainConfig(out=out, max_steps=12, **SMALL))
+    on_disk = json.load(open(os.path.join(out, "metrics.json")))
+    assert set(on_disk["eval"]) == {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy", "unigram_mlm_accuracy"}
+    assert on_disk["steps"] == 12 and on_disk["tokens_per_second"] > 0 and "config" in on_disk
+    assert on_disk["eval"] == metrics["eval"]
+    assert 0 <= on_disk["eval"]["unigram_mlm_accuracy"] <= 1
+    log = [json.loads(l) for l in open(os.path.join(out, "log.jsonl"))]
+    assert [r["step"] for r in log] == list(range(1, 13))
+    assert os.path.getsize(os.path.join(out, "curves.png")) > 10_000
+    model = minibert.BertForPreTraining.from_pretrained(os.path.join(out, "model"), verbose=False)
+    tok = minibert.BertTokenizer(os.path.join(out, "model", "vocab.txt"))
+    enc = tok("the red fox", return_tensors="np")
+    assert model(enc["input_ids"]).prediction_logits.shape == (1, enc["input_ids"].shape[1], len(tok.vocab))
+
+
+def test_training_reduces_the_loss_on_the_synthetic_corpus(tmp_path):
+    metrics = pretrain(PretrainConfig(out=str(tmp_path), max_steps=60, lr=2e-3, **SMALL))
+    hist = metrics["eval_history"]
+    assert hist[-1]["mlm_loss"] < hist[0]["mlm_loss"] - 0.5, hist
+
+
+def _cli(out, *extra, backend="numpy"):
+    return [sys.executable, "-m", "minibert", "pretrain", "--corpus", "synthetic", "--out", out,
+            "--max-steps", "16", "--checkpoint-every", "4", "--eval-every", "8", "--batch-size", "8",
+            "--max-seq-length", "32", "--vocab-size", "300", "--warmup-steps", "3", "--backend", backend,
+            "--quiet", *extra]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_path, backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    env = {**os.environ, "MINIBERT_BACKEND": backend}
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    subprocess.run(_cli(full, backend=backend), check=True, env=env, timeout=600)
+
+    proc = subprocess.Popen(_cli(killed, backend=backend), env=env)
+    log = os.path.join(killed, "log.jsonl")
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:  # kill it once it is past a checkpoint
+        if os.path.exists(log) and sum(1 for _ in open(log)) >= 10:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+    subprocess.run(_cli(killed, "--resume", backend=backend), check=True, env=env, timeout=600)
+
+    losses = lambda d: [json.loads(l)["loss"] for l in open(os.path.join(d, "log.jsonl"))]
+    assert losses(killed) == losses(full), "exactly the same losses, step by step"
+    a, _ = load_checkpoint(os.path.join(full, "checkpoint.safetensors"))
+    b, _ = load_checkpoint(os.path.join(killed, "checkpoint.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = str(tmp_path)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step \d+; no checkpoint was written yet"):
+        pretrain(PretrainConfig(out=out, max_steps=40, lr=1e30, max_grad_norm=1e30, **SMALL))
+
+
+def test_a_nan_gradient_mid_run_stops_with_the_last_good_checkpoint_intact(tmp_path, monkeypatch):
+    import minibert.train as train
+    calls = {"n": 0}
+    real_clip = train.clip_grad_norm
+
+    def clip_that_breaks_at_step_6(model, max_norm):
+        calls["n"] += 1
+        if calls["n"] == 7:  # the 7th update (step index 6): poison one gradient
+            model.grads["cls.predictions.bias"][0] = np.nan
+        return real_clip(model, max_norm)
+
+    monkeypatch.setattr(train, "clip_grad_norm", clip_that_breaks_at_step_6)
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient norm at step 7; the last good checkpoint is"):
+        pretrain(PretrainConfig(out=str(tmp_path), max_steps=40, **SMALL))
+    arrays, meta = load_checkpoint(os.path.join(tmp_path, "checkpoint.safetensors"))
+    assert meta["step"] == 4 and all(np.isfinite(a).all() for a in arrays.values())
+
+
+def test_debug_mode_names_the_first_kernel_that_produced_a_non_finite_value():
+    cfg = minibert.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=20, max_position_embeddings=12)
+    model = minibert.BertForPreTraining(cfg, seed=0)
+    model.bert.params["encoder.layer.1.intermediate.dense.weight"][3, 2] = np.inf
+    minibert.set_debug(True)
+    try:
+        with pytest.raises(FloatingPointError, match="encoder.layer.1 forward: ffn_forward produced a non-finite"):
+            model(np.ones((1, 5), dtype=np.int64))
+    finally:
+        minibert.set_debug(False)
+    out = model(np.ones((1, 5), dtype=np.int64))  # debug off: no check, the NaN just flows
+    assert not np.isfinite(out.prediction_logits).all()
+
+
+def test_a_corrupted_or_truncated_checkpoint_gives_a_clear_error(tmp_path):
+    path = str(tmp_path / "c.safetensors")
+    save_checkpoint(path, {"w": np.arange(1000, dtype=np.float32)}, {"step": 3})
+    arrays, meta = load_checkpoint(path)
+    assert meta == {"step": 3} and arrays["w"][999] == 999
+    data = bytearray(open(path, "rb").read())
+    data[-10] ^= 0xFF  # flip bits inside the array bytes
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match="failed its checksum"):
+        load_checkpoint(path)
+    open(path, "wb").write(bytes(data[: len(data) // 2]))
+    with pytest.raises(ValueError, match="corrupted or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(str(tmp_path / "missing.safetensors"))
+
+
+def test_checkpoints_are_never_pickled(tmp_path):
+    path = str(tmp_path / "c.safetensors")
+    save_checkpoint(path, {"w": np.ones(3)}, {"step": 1})
+    assert b"\x80\x04" not in open(path, "rb").read()[:2], "not a pickle stream"
+    assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f], "no temporary file left behind"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--corpus", "/no/such/file.txt"], "corpus file not found"),
+    (["--max-steps", "0"], "max_steps must be a positive integer"),
+    (["--preset", "huge"], "invalid choice"),
+])
+def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--out", str(tmp_path), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+
+
+def test_cli_rejects_an_empty_corpus_and_one_too_small_for_a_batch(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--corpus", str(empty), "--out",
+                        str(tmp_path / "o1")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "empty" in r.stderr, r.stderr
+    small = tmp_path / "small.txt"
+    small.write_text("one sentence here .\nanother one .\n\na second document .\nwith two lines .\n\n"
+                     "a third document .\nfor the held-out part .\n")
+    r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--corpus", str(small), "--out",
+                        str(tmp_path / "o2"), "--vocab-size", "100"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "too small for one batch" in r.stderr, r.stderr
+
+
+def test_memory_stays_flat_over_200_steps():
+    import tracemalloc
+    cfg = minibert.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=24, max_position_embeddings=16)
+    model = minibert.BertForPreTraining(cfg, seed=0).train()
+    opt = minibert.AdamW(model, lr=1e-3)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 60, (4, 16))
+    labels = np.where(rng.random((4, 16)) < 0.2, ids, -100)
+    labels[0, 0] = 7
+    tracemalloc.start()
+    sizes = []
+    for step in range(200):
+        model(ids, labels=labels, next_sentence_label=np.array([0, 1, 0, 1]))
+        model.backward()
+        minibert.clip_grad_norm(model, 1.0)
+        opt.step()
+        if step in (20, 199):
+            sizes.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    assert sizes[1] - sizes[0] < 100_000, f"memory grew by {sizes[1] - sizes[0]} bytes over 180 steps"
