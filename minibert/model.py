@@ -111,7 +111,7 @@ class Module:
         unexpected = [n for n in state_dict if n not in own and n not in aliases]
         if strict and (missing or unexpected):
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        new = {}
+        new, wrong_shapes = {}, []
         for n, value in state_dict.items():
             target = own.get(n)
             if target is None and n in aliases:
@@ -122,12 +122,14 @@ class Module:
                 value = np.asarray(value)
             except Exception as e:  # e.g. a torch tensor that needs .numpy()
                 raise TypeError(f"load_state_dict: {n} must be array-like, got {type(value).__name__}") from e
-            if value.shape != target.shape:
-                raise ValueError(f"load_state_dict: {n} has shape {value.shape}, expected {target.shape}")
             if value.dtype.kind not in "fiu":
                 raise TypeError(f"load_state_dict: {n} must hold numbers, got dtype {value.dtype}")
-            if n in own:
+            if value.shape != target.shape:
+                wrong_shapes.append(f"{n} has shape {value.shape}, expected {target.shape}")
+            elif n in own:
                 new[n] = value
+        if wrong_shapes:
+            raise ValueError("load_state_dict: " + "; ".join(wrong_shapes))
         for n, value in new.items():
             own[n][...] = value
         return missing, unexpected
