@@ -1,0 +1,47 @@
+"""numba twins of minibert's hot kernels: same signatures, same caches, same results as the NumPy
+references in ``minibert/layers`` (and ``minibert.optim.adamw_update``), which stay the source of
+truth that students read.  ``minibert.set_backend("numba")`` swaps these in through ``OPS``.
+
+Every jitted function uses ``cache=True``: it is compiled on first use (a few seconds each) and the
+machine code is kept in ``__pycache__`` (or ``$NUMBA_CACHE_DIR``) for later runs.  Importing this
+package fails with ImportError when numba is missing; the backend then stays on NumPy.
+"""
+import os
+
+import numba
+
+# GNU OpenMP threads spin after each parallel region, and so do OpenBLAS's after each product: on a
+# 2-core machine the two fight and a step gets 20x slower.  numba's own pool sleeps when idle.
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    numba.config.THREADING_LAYER = "workqueue"
+
+from .adamw import adamw_update  # noqa: E402  (after the threading layer is chosen)
+from .attention import (attention_backward, attention_forward, attention_softmax_backward,  # noqa: E402
+                        attention_softmax_backward_reference, attention_softmax_forward,
+                        attention_softmax_forward_reference)
+from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+from .dropout import dropout_backward, dropout_forward  # noqa: E402
+from .embedding import embedding_backward  # noqa: E402
+from .gelu import (bias_gelu_forward, ffn_backward, ffn_forward, gelu_backward,  # noqa: E402
+                   gelu_bias_backward, gelu_forward)
+from .layernorm import layernorm_backward, layernorm_forward  # noqa: E402
+from .linear import linear_forward  # noqa: E402
+
+# reference function name -> twin; the backend overrides exactly these names in ``backend.ops``
+OPS = {
+    "layernorm_forward": layernorm_forward,
+    "layernorm_backward": layernorm_backward,
+    "attention_forward": attention_forward,
+    "attention_backward": attention_backward,
+    "ffn_forward": ffn_forward,
+    "ffn_backward": ffn_backward,
+    "gelu_forward": gelu_forward,
+    "gelu_backward": gelu_backward,
+    "dropout_forward": dropout_forward,
+    "dropout_backward": dropout_backward,
+    "cross_entropy_forward": cross_entropy_forward,
+    "cross_entropy_backward": cross_entropy_backward,
+    "embedding_backward": embedding_backward,
+    "linear_forward": linear_forward,
+    "adamw_update": adamw_update,
+}
