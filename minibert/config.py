@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 ACTIVATION_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
@@ -27,6 +28,8 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     tie_word_embeddings: bool = True    # the MLM decoder reuses the word embeddings (BERT does)
+    num_labels: int = 2                 # classes of a fine-tuning head (minibert.heads)
+    classifier_dropout: Optional[float] = None  # dropout before a classification head; None: hidden_dropout_prob
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -48,6 +51,13 @@ class BertConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
                 raise ValueError(f"BertConfig.{name} must be a positive number, got {v!r}")
+        if isinstance(self.num_labels, bool) or not isinstance(self.num_labels, int) or self.num_labels <= 0:
+            raise ValueError(f"BertConfig.num_labels must be a positive integer, got {self.num_labels!r}")
+        if self.classifier_dropout is not None and (
+                isinstance(self.classifier_dropout, bool) or not isinstance(self.classifier_dropout, (int, float))
+                or not 0.0 <= self.classifier_dropout < 1.0):
+            raise ValueError(f"BertConfig.classifier_dropout must be None or a probability in [0, 1), "
+                             f"got {self.classifier_dropout!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"BertConfig.pad_token_id must be in [0, vocab_size={self.vocab_size}), "
                              f"got {self.pad_token_id!r}")
@@ -65,7 +75,10 @@ class BertConfig:
         if not isinstance(d, dict):
             raise TypeError(f"config must be a dict, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        if "num_labels" not in kw and isinstance(d.get("id2label"), dict):  # transformers writes id2label
+            kw["num_labels"] = len(d["id2label"])
+        return cls(**kw)
 
     def to_json_file(self, path, extra=None):
         d = {"model_type": "bert", **self.to_dict(), **(extra or {})}

@@ -29,11 +29,21 @@ def save_pretrained(model, directory, tokenizer=None):
         tokenizer.save_vocabulary(directory)
 
 
-def read_config(directory):
+def read_config(directory, **overrides):
+    """``BertConfig`` from ``directory/config.json``, with ``overrides`` (e.g. ``num_labels=6``) applied."""
+    import dataclasses
     path = os.path.join(directory, "config.json")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"model directory not found: {directory}")
-    return BertConfig.from_json_file(path)
+    try:
+        config = BertConfig.from_json_file(path)
+    except TypeError as e:  # valid JSON, but not an object of settings
+        raise ValueError(f"config file {path} must hold a JSON object of BertConfig fields: {e}") from None
+    fields = {f.name for f in dataclasses.fields(BertConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown BertConfig field(s) {unknown}; the fields are {sorted(fields)}")
+    return dataclasses.replace(config, **overrides) if overrides else config
 
 
 def read_weights(directory):
