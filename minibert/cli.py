@@ -2,7 +2,13 @@
 
     minibert pretrain [--preset tiny|mini] [--corpus default|synthetic|FILE] [--max-steps N]
                       [--minutes M] [--seed S] [--out DIR] [--resume] [--backend numba|numpy]
+    minibert finetune [--model PRETRAIN_OUT|HF_DIR] [--random-init | --compare] [--max-steps N] [--out DIR]
+                      fine-tune a classifier on the built-in task (pretrained vs random start)
+    minibert fill-mask --model OUT [--top-k K] "the [MASK] statement raises an exception"
+    minibert nsp --model OUT "sentence A" "sentence B"      the probability that B follows A
     minibert demo     a one-minute tour: build a tiny BERT, gradient-check it, compare with transformers
+    minibert exercises list | make OUTDIR | check [NAME ...] [--dir OUTDIR]
+                      classroom exercises: write the student copies, grade them by gradient checks
 """
 import argparse
 import sys
@@ -40,6 +46,18 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(sub)
     sub.add_parser("demo", help="gradient-check a tiny BERT and compare it with transformers")
+    p = sub.add_parser("fill-mask", help="the top-k tokens (with probabilities) for every [MASK] in a text")
+    p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("text", help='e.g. "the [MASK] statement raises an exception"')
+    p = sub.add_parser("nsp", help="the probability that sentence B follows sentence A (next sentence prediction)")
+    p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
+    p.add_argument("sentence_a")
+    p.add_argument("sentence_b")
+    from .exercises import add_subparser as _add_exercises
+    _add_exercises(sub)
+    from .finetune import add_subparser as _add_finetune
+    _add_finetune(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "pretrain":
@@ -55,9 +73,37 @@ def main(argv=None):
         elif args.command == "demo":
             from .demo import main as demo
             demo()
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
+        elif args.command == "fill-mask":
+            return _fill_mask(args)
+        elif args.command == "nsp":
+            from .inference import load_pretraining_model, next_sentence_probability
+            model, tok = load_pretraining_model(args.model)
+            p = next_sentence_probability(model, tok, args.sentence_a, args.sentence_b)
+            print(f"P(B follows A) = {p:.4f}  ({'is next' if p >= 0.5 else 'not next'})")
+        elif args.command == "finetune":
+            from .finetune import run as finetune
+            return finetune(args)
+        elif args.command == "exercises":
+            from .exercises import run as exercises
+            return exercises(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _fill_mask(args):
+    from .inference import fill_mask, load_pretraining_model
+    if args.top_k <= 0:
+        raise ValueError(f"--top-k must be a positive integer, got {args.top_k}")
+    model, tok = load_pretraining_model(args.model)
+    results = fill_mask(model, tok, args.text, top_k=args.top_k)
+    if not results:
+        raise ValueError(f"the text has no [MASK] token to fill: {args.text!r}")
+    for position, candidates in results:
+        print(f"[MASK] at position {position}:")
+        for token, p in candidates:
+            print(f"  {token:<20s} {p:.4f}")
     return 0
 
 

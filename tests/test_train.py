@@ -185,3 +185,45 @@ def test_memory_stays_flat_over_200_steps():
             sizes.append(tracemalloc.get_traced_memory()[0])
     tracemalloc.stop()
     assert sizes[1] - sizes[0] < 100_000, f"memory grew by {sizes[1] - sizes[0]} bytes over 180 steps"
+
+
+def test_fill_mask_and_nsp_commands_print_what_transformers_computes_from_the_saved_model(tmp_path, capsys):
+    """The two inference commands on a pretraining output, checked against transformers loading the same
+    model/ directory (float32 on both sides: probabilities agree to ~1e-6, we allow 1e-4)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from minibert.cli import main
+    out = str(tmp_path / "run")
+    pretrain(PretrainConfig(out=out, max_steps=8, **SMALL))
+    hf = transformers.BertForPreTraining.from_pretrained(os.path.join(out, "model")).eval()
+    tok = minibert.BertTokenizer(os.path.join(out, "model", "vocab.txt"))
+
+    text = "the [MASK] fox jumps"
+    assert main(["fill-mask", "--model", out, "--top-k", "3", text]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("[MASK] at position 2") and len(lines) == 4, lines
+    enc = tok(text, return_tensors="np")
+    with torch.no_grad():
+        probs = torch.softmax(hf(input_ids=torch.tensor(enc["input_ids"])).prediction_logits[0, 2].double(), -1)
+    top = torch.topk(probs, 3)
+    for line, p, i in zip(lines[1:], top.values.tolist(), top.indices.tolist()):
+        token, printed = line.split()
+        assert token == tok.convert_ids_to_tokens(i) and abs(float(printed) - p) < 1e-4, (line, p)
+
+    assert main(["nsp", "--model", out, "the red fox", "jumps over the dog"]) == 0
+    printed = float(capsys.readouterr().out.split("=")[1].split()[0])
+    enc = tok("the red fox", "jumps over the dog", return_tensors="np")
+    with torch.no_grad():
+        logits = hf(input_ids=torch.tensor(enc["input_ids"]), token_type_ids=torch.tensor(enc["token_type_ids"]),
+                    attention_mask=torch.tensor(enc["attention_mask"])).seq_relationship_logits[0].double()
+    assert abs(printed - torch.softmax(logits, -1)[0].item()) < 1e-4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fill-mask", "--model", "/no/such/dir", "a [MASK]"], "model directory not found"),
+    (["nsp", "--model", "/no/such/dir", "a", "b"], "model directory not found"),
+])
+def test_inference_commands_report_a_missing_model_clearly(args, message, capsys):
+    from minibert.cli import main
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

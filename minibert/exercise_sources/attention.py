@@ -1,0 +1,147 @@
+"""Exercise: masked multi-head self-attention, the backward in its compact ("fused") form.
+
+    q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv          # (B, T, C) each, split into A heads of D
+    scores  = q k^T / sqrt(D) + mask_add                      # (B, A, T, T)
+    probs   = softmax(scores)  -> dropout                     # (B, A, T, T)
+    ctx     = probs v, heads merged back                      # (B, T, C)
+    out     = ctx Wo^T + bo                                   # (B, T, C)
+
+The forward passes are given.  Do ``attention_ninja.py`` first: it takes the same forward apart into
+atomic steps; here you write the backward the library uses, with the layers you already know
+(``linear_backward``, ``softmax_backward``, ``dropout_backward`` are imported from minibert).
+Read first: docs/backward/attention.md.
+
+Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``A`` heads, ``D = C / A`` head size.
+
+    python attention.py                                # your checks, in float64
+    minibert exercises check attention --dir .         # the grade
+"""
+import math
+
+import numpy as np
+
+from minibert.layers.dropout import dropout_backward, dropout_forward
+from minibert.layers.linear import linear_backward, linear_forward
+from minibert.layers.softmax import softmax_backward, softmax_forward
+
+
+def split_heads(x, A):
+    """(B, T, C) -> (B, A, T, D)"""
+    B, T, C = x.shape
+    return x.reshape(B, T, A, C // A).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, A, T, D) -> (B, T, C)"""
+    B, A, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, A * D)
+
+
+def sdpa_forward(q, k, v, mask_add=None, dropout_p=0.0, rng=None, training=False):
+    """Scaled dot-product attention.  (B, A, T, D) x3, mask (B, 1, 1, T) -> ctx (B, A, T, D).
+
+    ``cache = (q, k, v, probs (B, A, T, T), dropped probs, dropout cache, scale)``.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (q @ k.transpose(0, 1, 3, 2)) * q.dtype.type(scale)  # (B, A, T, T)
+    probs, _ = softmax_forward(scores, mask_add)  # (B, A, T, T)
+    dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training)
+    ctx = dropped @ v  # (B, A, T, D)
+    return ctx, (q, k, v, probs, dropped, drop_cache, scale)
+
+
+def sdpa_backward(dctx, cache):
+    """(B, A, T, D) -> dq, dk, dv (B, A, T, D) each"""
+    q, k, v, probs, dropped, drop_cache, scale = cache
+    # forward: ctx = dropped @ v
+    # TODO: ddropped (B, A, T, T) and dv (B, A, T, D).
+    #   hint: a matrix product per (batch, head): the same two rules as the linear layer's.
+    #   hint: v.transpose(0, 1, 3, 2) swaps the last two axes only; which probabilities multiplied v?
+    ### BEGIN SOLUTION
+    ddropped = dctx @ v.transpose(0, 1, 3, 2)  # (B, A, T, T)
+    dv = dropped.transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
+    ### END SOLUTION
+    # forward: dropped = dropout(probs)  (the backward reuses the forward's mask)
+    dprobs = dropout_backward(ddropped, drop_cache)
+    # forward: probs = softmax(scores + mask_add);  scores = (q @ k^T) * scale
+    # TODO: dscores, then dq and dk (B, A, T, D).
+    #   hint: softmax_backward(dprobs, probs) gives the gradient of the masked scores; the mask is a constant.
+    #   hint: the scale is a constant factor. Then S = q k^T is a matrix product: mind which side
+    #         needs the transpose (with T x T scores both shapes fit, so a missing transpose still runs).
+    ### BEGIN SOLUTION
+    dscores = softmax_backward(dprobs, probs)  # (B, A, T, T)
+    dscores = dscores * q.dtype.type(scale)
+    dq = dscores @ k  # (B, A, T, D)
+    dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, A, T, D)
+    ### END SOLUTION
+    return dq, dk, dv
+
+
+def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
+                      dropout_p=0.0, rng=None, training=False):
+    """(B, T, C), weights (C, C), biases (C,), mask (B, 1, 1, T) -> out (B, T, C).
+
+    ``cache = (query, key, value, sdpa, output, A)``: the linear/sdpa caches and the number of heads.
+    """
+    q, cq = linear_forward(x, wq, bq)  # (B, T, C)
+    k, ck = linear_forward(x, wk, bk)
+    v, cv = linear_forward(x, wv, bv)
+    ctx, cs = sdpa_forward(split_heads(q, num_heads), split_heads(k, num_heads),
+                           split_heads(v, num_heads), mask_add, dropout_p, rng, training)
+    out, co = linear_forward(merge_heads(ctx), wo, bo)  # (B, T, C)
+    return out, (cq, ck, cv, cs, co, num_heads)
+
+
+def attention_backward(dout, cache):
+    """(B, T, C) -> dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo"""
+    cq, ck, cv, cs, co, A = cache
+    # TODO: undo the forward from the last line up, with linear_backward, split_heads/merge_heads
+    #       and your sdpa_backward.
+    #   hint: the backward of merge_heads is split_heads, and the other way round (a permutation).
+    #   hint: x feeds three projections, so dx is the sum of three paths: forget one and every entry
+    #         of dx is wrong.
+    ### BEGIN SOLUTION
+    # forward: out = merge_heads(ctx) @ wo.T + bo
+    dctx, dwo, dbo = linear_backward(dout, co)
+    # forward: ctx = sdpa(split_heads(q), split_heads(k), split_heads(v))
+    dq, dk, dv = sdpa_backward(split_heads(dctx, A), cs)
+    # forward: q, k, v = x @ w.T + b; x feeds all three, so its gradient is the sum of three paths
+    dx, dwq, dbq = linear_backward(merge_heads(dq), cq)
+    dxk, dwk, dbk = linear_backward(merge_heads(dk), ck)
+    dxv, dwv, dbv = linear_backward(merge_heads(dv), cv)
+    dx += dxk
+    dx += dxv
+    ### END SOLUTION
+    return dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo
+
+
+def test_attention():
+    """Gradient checks in float64 with a padded sequence; each error is printed next to its expected range.
+
+    ``dbk`` is exactly 0 for every input (softmax ignores a shift shared by a row of scores:
+    docs/backward/attention.md), so its relative error compares two rounding noises and is left out.
+    """
+    from minibert.exercises import check_gradients
+    from minibert.layers.softmax import attention_mask_to_additive
+    rng = np.random.default_rng(0)
+    B, T, C, A = 2, 5, 12, 3
+    x = rng.standard_normal((B, T, C))
+    params = [rng.standard_normal(s) * 0.5 for s in [(C, C), (C,)] * 4]
+    mask = attention_mask_to_additive(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), np.float64)
+    fwd = lambda x, *p: attention_forward(x, *p, mask, A)  # noqa: E731
+    q, k, v = (rng.standard_normal((B, A, T, C // A)) for _ in range(3))
+    check_gradients(lambda q, k, v: sdpa_forward(q, k, v, mask), sdpa_backward, [q, k, v], ["dq", "dk", "dv"])
+    names = ["dx", "dwq", "dbq", "dwk", "dbk", "dwv", "dbv", "dwo", "dbo"]
+    check_gradients(fwd, attention_backward, [x] + params, names, skip=["dbk"])
+    ### BEGIN HIDDEN TESTS
+    out, cache = fwd(x, *params)
+    dbk = attention_backward(rng.standard_normal(out.shape), cache)[4]
+    assert np.abs(dbk).max() < 1e-12, "the key-bias gradient is exactly zero"
+    # with attention dropout (re-seeded before every forward so that every call draws the same mask)
+    drop = lambda x, *p: attention_forward(x, *p, mask, A, 0.3, np.random.default_rng(5), True)  # noqa: E731
+    check_gradients(drop, attention_backward, [x] + params, names, skip=["dbk"])
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_attention()

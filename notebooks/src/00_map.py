@@ -1,0 +1,164 @@
+# %% [markdown]
+# # 00 · The map: what BERT is, and how these lessons work
+#
+# **BERT** (Devlin et al., 2018) is a stack of Transformer *encoder* layers that reads a whole
+# sentence at once, left and right context together, and is *pre-trained* on unlabelled text with two
+# self-supervised tasks before being *fine-tuned* on a task:
+#
+# * **masked language model (MLM)**: hide ~15% of the word pieces and predict them from both sides;
+# * **next sentence prediction (NSP)**: given `[CLS] A [SEP] B [SEP]`, was B the sentence after A?
+#
+# The project's seed article, 《BERT原理与代码实例讲解》 ("BERT: principles and code examples"), presents
+# these ideas: the Transformer encoder, bidirectionality, pre-training then fine-tuning, MLM, NSP, the
+# input as token + segment + position embeddings, attention and the feed-forward network.
+# [`docs/concepts.md`](../docs/concepts.md) maps each of them to the code that implements it here,
+# and lists where the article departs from the paper (positions are *learned* embeddings, the FFN
+# uses GELU, fine-tuning updates *all* parameters, ...).
+#
+# minibert writes all of BERT in NumPy: every layer is a pair `out, cache = X_forward(...)` /
+# `grads = X_backward(dout, cache)`, every backward is written by hand and proven by a float64
+# gradient check, and the whole model is numerically transformers' `BertForPreTraining`.
+
+# %% [markdown]
+# ## How each lesson goes
+#
+# 1. **derive**: the maths, briefly (the full derivation of every backward is in
+#    [`docs/backward/`](../docs/index.md));
+# 2. **implement**: the library's own code, shown with `inspect.getsource`: what you read is what runs;
+# 3. **check**: a gradient check or a parity test, printing the error next to the range it should fall in;
+# 4. **see**: a plot.
+#
+# | lesson | topic |
+# |---|---|
+# | 00 | this map |
+# | 01 | tokenization and input representation: BasicTokenizer, WordPiece, `[CLS] A [SEP] B [SEP]`, segments, padding |
+# | 02 | embeddings: word + segment + position, LayerNorm, the scatter-add backward |
+# | 03 | scaled dot-product and multi-head attention on a real sentence, the backward piece by piece |
+# | 04 | LayerNorm, GELU (exact vs tanh) and the feed-forward network |
+# | 05 | one encoder layer: residuals, post-LN, how gradients flow through the stack |
+# | 06 | the MLM and NSP heads and their losses: only masked positions, tied weights |
+# | 07 | pretraining a tiny BERT: curves, fill-mask before and after, attention maps |
+#
+# Then write the backward passes yourself: `minibert exercises make my_exercises` writes the
+# exercises (linear, softmax, LayerNorm, GELU, cross-entropy, embedding, a "backprop ninja" pass
+# through attention, attention), and `minibert exercises check --dir my_exercises` grades them.
+
+# %% [markdown]
+# ## The repository
+#
+# | where | what |
+# |---|---|
+# | `minibert/layers/` | one file per layer, `X_forward` / `X_backward` side by side, NumPy: the references |
+# | `minibert/model.py` | `BertModel`, `BertForPreTraining`: the layers assembled, with `params`/`grads` dicts |
+# | `minibert/gradcheck.py` | centered-difference gradient checks, `rel_error` |
+# | `minibert/tokenizer.py`, `wordpiece.py` | BERT's tokenizer, and WordPiece vocabulary training |
+# | `minibert/corpus.py`, `pretraining_data.py` | corpora, and MLM/NSP training instances |
+# | `minibert/optim.py`, `train.py` | AdamW, the schedule, the training loop (`minibert pretrain`) |
+# | `minibert/kernels/` | numba twins of the hot layers, tested against the references |
+# | `minibert/exercise_sources/`, `exercises.py` | the classroom exercises and their grader |
+# | `docs/` | concepts, architecture, and the derivation of every backward |
+#
+# The data flow of one training step ([`docs/architecture.md`](../docs/architecture.md)):
+# text → WordPiece ids → `[CLS] A [SEP] B [SEP]` with 15% masked → embeddings → L encoder layers →
+# MLM head (masked positions only) and NSP head (pooled `[CLS]`) → cross-entropy → backward → AdamW.
+
+# %%
+import numpy as np
+import matplotlib.pyplot as plt
+
+import minibert
+from minibert.gradcheck import numerical_gradient_at, rel_error
+
+minibert.set_backend("numpy")  # the lessons run the readable NumPy references
+print("minibert", minibert.__version__, "backend:", minibert.get_backend())
+
+# %% [markdown]
+# ## A tiny BERT, end to end
+#
+# A configuration with small, all-different sizes (so that a transposed axis cannot pass by
+# accident), a batch of two sequences (the second padded), and one forward and backward pass.
+# Shapes: `B` batch, `T` sequence, `C` hidden, `A` heads, `F` FFN size, `V` vocabulary, `P` masked positions.
+
+# %%
+cfg = minibert.BertConfig(vocab_size=97, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                          intermediate_size=80, max_position_embeddings=40,
+                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+model = minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)
+print(model)
+
+rng = np.random.default_rng(0)
+B, T = 2, 9
+input_ids = rng.integers(5, cfg.vocab_size, size=(B, T))
+token_type_ids = np.array([[0] * 5 + [1] * 4, [0] * 4 + [1] * 3 + [0] * 2])
+attention_mask = np.array([[1] * 9, [1] * 7 + [0] * 2])
+input_ids[1, 7:] = 0                                   # [PAD]
+labels = np.full((B, T), -100)                         # -100: "not predicted"
+labels[0, [2, 6]] = input_ids[0, [2, 6]]
+labels[1, 3] = input_ids[1, 3]
+next_sentence_label = np.array([0, 1])
+out = model(input_ids, token_type_ids, attention_mask, labels=labels, next_sentence_label=next_sentence_label)
+print(out)
+print(f"MLM loss {out.mlm_loss:.4f}  (about ln V = {np.log(cfg.vocab_size):.4f} at initialisation)")
+print(f"NSP loss {out.nsp_loss:.4f}  (about ln 2 = {np.log(2):.4f})")
+
+# %%
+for name, p, g in model.named_parameters()[:6]:
+    print(f"{name:48s} {str(p.shape):12s}")
+print("...", len(model.named_parameters()), "parameter arrays, transformers' names and layouts")
+
+# %% [markdown]
+# ## Check: the hand-written backward against finite differences
+#
+# `model.backward()` fills `model.grads` (same keys as `model.params`) with the gradient of `out.loss`.
+# We compare a few coordinates of every parameter with centered differences
+# `(L(θ+h) − L(θ−h)) / 2h`, in float64. The attention key biases are left out: their gradient is
+# exactly zero (softmax ignores a shift shared by a whole row of scores; see
+# [`docs/backward/attention.md`](../docs/backward/attention.md)).
+
+# %%
+model.backward()
+loss = lambda: float(model(input_ids, token_type_ids, attention_mask, labels=labels,
+                           next_sentence_label=next_sentence_label).loss)
+exact, approx = [], []
+for name, p, g in model.named_parameters():
+    if name.endswith("key.bias"):
+        continue
+    idx = rng.choice(p.size, size=min(4, p.size), replace=False)
+    exact.append(g.reshape(-1)[idx])
+    approx.append(numerical_gradient_at(loss, p, idx))
+exact, approx = np.concatenate(exact), np.concatenate(approx)
+print(f"{len(exact)} coordinates: rel_error {rel_error(exact, approx):.1e}  (expect < 1e-7; a wrong backward gives > 1e-3)")
+
+# %% [markdown]
+# ## See: where the parameters are
+#
+# BERT-base has 110M parameters; our tiny model a few tens of thousands. The formula below counts
+# them from the configuration; it must agree with the model we built (check), and then tells us
+# where BERT-base's parameters sit: about a fifth in the word embeddings alone (30,522 x 768).
+
+# %%
+def parameter_counts(c):
+    C, F, V, L = c.hidden_size, c.intermediate_size, c.vocab_size, c.num_hidden_layers
+    return {
+        "embeddings": (V + c.max_position_embeddings + c.type_vocab_size) * C + 2 * C,
+        "attention (L layers)": L * (4 * (C * C + C) + 2 * C),
+        "FFN (L layers)": L * (C * F + F + F * C + C + 2 * C),
+        "pooler": C * C + C,
+        "MLM head (decoder tied)": C * C + C + 2 * C + V,
+        "NSP head": 2 * C + 2,
+    }
+
+assert sum(parameter_counts(cfg).values()) == model.num_parameters()
+base = minibert.BertConfig()  # the defaults are BERT-base: L=12, C=768, A=12, F=3072, V=30522
+counts = parameter_counts(base)
+print(f"tiny: {model.num_parameters():,} parameters; BERT-base: {sum(counts.values()):,} "
+      "(transformers' BertForPreTraining: 110,106,428)")
+
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.barh(list(counts), [v / 1e6 for v in counts.values()], color="C0")
+ax.set_xlabel("millions of parameters"), ax.set_title("BERT-base, by component")
+ax.invert_yaxis()
+fig.tight_layout()
+
+# %% [markdown]
+# Next: [01 · tokenization](01_tokenization.ipynb).

@@ -1,0 +1,196 @@
+# %% [markdown]
+# # 05 · One encoder layer: residuals, post-LN, and how gradients flow
+#
+# ## Derive
+#
+# A BERT layer wraps each of its two sub-layers in dropout, a **residual** connection and a
+# **LayerNorm** *after* the sum ("post-LN", as in the original Transformer and BERT):
+#
+# $$h = \text{LN}_1\big(x + \text{Dropout}(\text{Attention}(x))\big), \qquad
+#   y = \text{LN}_2\big(h + \text{Dropout}(\text{FFN}(h))\big)$$
+#
+# **Backward of a residual.** $s = x + f(x)$ gives $\bar x = \bar s + \big(\tfrac{\partial f}{\partial x}\big)^{\!\top} \bar s$:
+# the gradient arrives at $x$ twice, once straight through the sum and once through the sub-layer, and
+# the two are *added*. Forgetting the first term is the classic bug; the identity path is also why deep
+# residual stacks train at all: every layer's input gets a direct share of the gradient above it.
+# In post-LN, each sum is followed by a LayerNorm, whose backward (lesson 04) re-scales the gradient by
+# $r = 1/\sigma$ of the sum it normalised. See [`docs/backward/tied_weights.md`](../docs/backward/tied_weights.md)
+# for why shared values accumulate gradients.
+
+# %%
+import inspect
+import os
+import tempfile
+
+import numpy as np
+import matplotlib.pyplot as plt
+from IPython.display import Code
+
+import minibert
+from minibert import layers as L
+from minibert.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.gradcheck import check_layer, numerical_gradient_at, rel_error
+from minibert.model import BertModel
+from minibert.pretraining_data import PretrainingDataset
+
+minibert.set_backend("numpy")
+
+def show(obj):
+    return Code(inspect.getsource(obj), language="python")
+
+# %% [markdown]
+# ## Implement: the model's layer, forward and backward side by side
+
+# %%
+show(BertModel._layer_forward)
+
+# %%
+show(BertModel._layer_backward)
+
+# %% [markdown]
+# Read the backward from the top: LN₂, then the FFN branch, then `dh += dsum2` (the residual: `h`
+# went straight into the second sum too), LN₁, the attention branch, and `dx += dsum1` (the first
+# residual). Parameter gradients are *accumulated* (`self._acc`) into `model.grads`.
+#
+# ## Check: one layer against finite differences
+#
+# A one-layer float64 model with non-trivial parameters (LayerNorm gains ≠ 1, biases ≠ 0, wider
+# weights, so nothing sits in a linear regime), a padded batch, dropout off. We check the gradient of
+# $\sum y \odot \bar y$ with respect to the layer input (all coordinates) and to a few coordinates of
+# each of the layer's 16 parameter arrays. Expected: relative errors below 1e-7 (the key bias, whose
+# true gradient is exactly 0, is left out).
+
+# %%
+cfg = minibert.BertConfig(vocab_size=23, hidden_size=12, num_hidden_layers=1, num_attention_heads=3,
+                          intermediate_size=20, max_position_embeddings=8,
+                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+bert = BertModel(cfg, seed=0, dtype=np.float64)
+rng = np.random.default_rng(1)
+for name, p, _ in bert.named_parameters():
+    if "LayerNorm.weight" in name:
+        p[...] = 1 + 0.3 * rng.standard_normal(p.shape)
+    elif name.endswith("bias"):
+        p[...] = 0.2 * rng.standard_normal(p.shape)
+    else:
+        p[...] = 0.3 * rng.standard_normal(p.shape)
+x = rng.standard_normal((2, 6, 12))
+mask_add = L.attention_mask_to_additive(np.array([[1] * 6, [1, 1, 1, 1, 0, 0]]), np.float64)
+
+def layer_forward(x):
+    return bert._layer_forward(0, x, mask_add)
+
+def layer_backward(dy, cache):
+    return bert._layer_backward(0, dy, cache)
+
+print(f"dx: rel_error {check_layer(layer_forward, layer_backward, [x], ['dx'])['dx']:.1e}  (expect < 1e-7)")
+
+dy = rng.standard_normal(x.shape)
+bert.zero_grad()
+layer_backward(dy, layer_forward(x)[1])
+f = lambda: float((layer_forward(x)[0] * dy).sum())
+worst = 0.0
+for name, p, g in bert.named_parameters():
+    if not name.startswith("encoder.layer.0.") or name.endswith("key.bias"):
+        continue
+    idx = rng.choice(p.size, size=min(6, p.size), replace=False)
+    e = rel_error(g.reshape(-1)[idx], numerical_gradient_at(f, p, idx))
+    worst = max(worst, e)
+    short = name[len("encoder.layer.0."):]
+    print(f"  {short:40s} rel_error {e:.1e}")
+print(f"worst parameter rel_error {worst:.1e}  (expect < 1e-7)")
+
+# %% [markdown]
+# The residual matters: drop `dx += dsum1` and the gradient is wrong everywhere. We can see it by
+# subtracting the residual's share from the correct gradient; what is left, the path through
+# attention alone, is far from the finite differences:
+
+# %%
+out, cache = layer_forward(x)
+dx_full = layer_backward(dy, cache)
+_, c_d1, c_ln1, c_ffn, c_d2, c_ln2 = cache
+dsum2 = L.layernorm_backward(dy, c_ln2)[0]
+dh = L.ffn_backward(dsum2, c_ffn)[0] + dsum2
+dsum1 = L.layernorm_backward(dh, c_ln1)[0]                  # the residual's share of dx
+numeric = check_layer(layer_forward, lambda d, c: layer_backward(d, c) - dsum1, [x], ["dx"])["dx"]
+print(f"without the residual term: rel_error {numeric:.1e}  (a bug: far above 1e-7)")
+
+# %% [markdown]
+# ## See: gradient norms, layer by layer
+#
+# A 6-layer model on a real pre-training batch (the synthetic language of lesson 07, MLM + NSP loss)
+# at initialisation. We record the norm of the gradient with respect to each layer's input by wrapping
+# the model's `_layer_backward`, for BERT's initialisation (weights ~ N(0, 0.02²)) and two wider ones,
+# and the norms of each layer's parameter gradients.
+
+# %%
+workdir = tempfile.mkdtemp(prefix="minibert-lesson05-")
+with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
+    fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")
+tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))
+data = PretrainingDataset(synthetic_corpus(60, seed=0).train, tok, batch_size=16, max_seq_length=32, seed=0)
+batch = data.next_batch()
+
+def gradient_flow(initializer_range):
+    """(norms of d loss / d layer input, top to bottom), the model after one forward and backward."""
+    c = minibert.BertConfig(vocab_size=len(tok.vocab), hidden_size=64, num_hidden_layers=6, num_attention_heads=4,
+                            intermediate_size=256, max_position_embeddings=32, initializer_range=initializer_range,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = minibert.BertForPreTraining(c, seed=0, dtype=np.float64)
+    flow = {}
+    original = model.bert._layer_backward
+
+    def spy(i, dout, cache):            # the model's own backward, plus a note of the norms
+        dx = original(i, dout, cache)
+        flow[i] = (np.linalg.norm(dout), np.linalg.norm(dx))
+        return dx
+
+    model.bert._layer_backward = spy
+    out = model(**batch)
+    model.backward()
+    return flow, model, out
+
+runs = {init: gradient_flow(init) for init in (0.02, 0.2, 0.5)}
+flows = {init: run[0] for init, run in runs.items()}
+for init, fl in flows.items():
+    print(f"init {init}: loss {runs[init][2].loss:.3f}; |d input| from the top layer down: "
+          + " ".join(f"{fl[i][1]:.2e}" for i in reversed(range(6))))
+flow, model, out = runs[0.02]
+print(f"BERT init: MLM {out.mlm_loss:.3f} (about ln V = {np.log(model.config.vocab_size):.3f}), NSP {out.nsp_loss:.3f} (about ln 2)")
+
+groups = {"attention Q, K, V": ("query.weight", "key.weight", "value.weight"),
+          "attention output": ("attention.output.dense.weight",),
+          "FFN": ("intermediate.dense.weight", "output.dense.weight"),
+          "LayerNorms": ("LayerNorm.weight",)}
+grads = model.grad_state_dict()                                      # {full name: gradient}
+per_layer = {g: [np.sqrt(sum(float((grads[n] ** 2).sum()) for n in grads
+                             if n.startswith(f"bert.encoder.layer.{i}.") and n.endswith(suffixes)))
+                 for i in range(6)] for g, suffixes in groups.items()}
+
+layers = np.arange(6)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+for init, fl in flows.items():
+    top = fl[5][0]
+    axes[0].plot(layers, [fl[i][1] / top for i in layers], "o-", label=f"weights ~ N(0, {init}²)" + (" (BERT)" if init == 0.02 else ""))
+axes[0].set_yscale("log"), axes[0].set_xlabel("layer (0 = closest to the embeddings)")
+axes[0].set_ylabel("|d input| / |d output of the top layer|"), axes[0].set_title("the gradient flowing down the stack")
+axes[0].legend()
+for g, values in per_layer.items():
+    axes[1].plot(layers, values, "o-", label=g)
+lo, hi = min(map(min, per_layer.values())), max(map(max, per_layer.values()))
+axes[1].set_yscale("log"), axes[1].set_ylim(lo / 4, hi * 4)
+axes[1].set_xlabel("layer"), axes[1].set_title("parameter-gradient norms per layer, BERT init")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# What to read in the plot: with BERT's initialisation the sub-layers' outputs are small next to the
+# residual stream, each layer's backward is close to the identity path, and the gradient reaches
+# every layer at the same size (ratio ≈ 1). With wider initial weights the sub-layers dominate the
+# sums and the gradient no longer passes unchanged: at 0.5 it *grows* layer after layer on its way
+# down, by more than two orders of magnitude over six layers, so the bottom layers would take far
+# larger steps than the top ones. The parameter gradients (right) are of one size in every layer. Small
+# initial weights, and a learning-rate warmup while they grow (minibert's `train.py` uses one), keep
+# post-LN BERT trainable; "pre-LN" Transformers (LayerNorm inside the residual branch) were designed
+# to avoid the problem.
+#
+# Next: [06 · the MLM and NSP heads](06_mlm_nsp_heads.ipynb).

@@ -1,0 +1,221 @@
+# %% [markdown]
+# # 06 · The pre-training heads: masked LM and next-sentence prediction
+#
+# ## Derive
+#
+# On top of the encoder's output $X$ `(B, T, C)` sit two small heads, and the loss is the sum of their
+# cross-entropies.
+#
+# **Masked LM.** At the $P$ positions chosen for prediction (15% of the tokens; of those 80% were
+# replaced by `[MASK]`, 10% by a random word, 10% left unchanged), the head computes
+#
+# $$h = \text{LN}\big(\text{GELU}(x W_t^\top + b_t)\big), \qquad \text{logits} = h\,E^\top + b \quad (P, V)$$
+#
+# where $E$ `(V, C)` is **the word-embedding table itself** (tied weights). Only those $P$ rows enter
+# the loss: an unmasked token can be read directly from the input, so predicting it teaches nothing.
+# The 10% random and 10% unchanged keep the model from learning that only `[MASK]` positions matter.
+#
+# **NSP.** The pooler takes the final vector of `[CLS]`: $\text{pooled} = \tanh(x_{b,0} W_p^\top + b_p)$,
+# and a 2-way classifier says whether B followed A (label 0) or was random (label 1).
+#
+# Labels use transformers' convention: `labels` `(B, T)` holds the original token id at predicted
+# positions and **-100** everywhere else; the cross-entropy averages over the positions that are not
+# -100 (see [`docs/backward/cross_entropy.md`](../docs/backward/cross_entropy.md), including d2l's
+# masking bug) and the tied gradient is a sum over both uses ([`tied_weights.md`](../docs/backward/tied_weights.md)).
+
+# %%
+import inspect
+import os
+import random
+import tempfile
+from collections import Counter
+
+import numpy as np
+import matplotlib.pyplot as plt
+from IPython.display import Code
+
+import minibert
+from minibert.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.gradcheck import numerical_gradient_at, rel_error, report_line
+from minibert.model import BertForPreTraining
+from minibert.pretraining_data import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
+
+minibert.set_backend("numpy")
+
+def show(obj):
+    return Code(inspect.getsource(obj), language="python")
+
+def show_lines(obj, first, last):
+    lines = inspect.getsource(obj).splitlines()
+    i = next(n for n, l in enumerate(lines) if first in l)
+    j = next(n for n, l in enumerate(lines) if n >= i and last in l)
+    return Code("\n".join(lines[i:j + 1]), language="python")
+
+workdir = tempfile.mkdtemp(prefix="minibert-lesson06-")
+with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
+    fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")
+tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))
+V = len(tok.vocab)
+
+# %% [markdown]
+# ## Choosing what to predict: 15%, then 80 / 10 / 10
+#
+# `create_masked_lm_predictions` follows google-research/bert: never `[CLS]`/`[SEP]`, at least one
+# position, ~15% of the tokens. We draw it many times on one sentence pair and count what happened to
+# the chosen tokens.
+
+# %%
+tokens = ["[CLS]"] + tok.tokenize("the red cup holds the blue bowl. a green pen is near the red cup.") + ["[SEP]"] \
+         + tok.tokenize("the yellow star sees the blue moon.") + ["[SEP]"]
+words = vocab_words_for_replacement(tok.vocab)
+rng = random.Random(0)
+out_tokens, positions, labels = create_masked_lm_predictions(tokens, 0.15, 20, words, rng)
+print(" ".join(out_tokens))
+print("predict at", positions, "the original tokens", labels)
+
+outcomes, chosen = Counter(), 0
+for _ in range(4000):
+    out_tokens, positions, labels = create_masked_lm_predictions(tokens, 0.15, 20, words, rng)
+    chosen += len(positions)
+    for p, label in zip(positions, labels):
+        outcomes["[MASK]" if out_tokens[p] == "[MASK]" else "unchanged" if out_tokens[p] == label else "random word"] += 1
+n = sum(outcomes.values())
+print(f"chosen: {chosen / 4000:.2f} of {len(tokens)} tokens per draw = {chosen / 4000 / len(tokens):.1%} (expect round(15% x {len(tokens)}) = {round(0.15 * len(tokens))})")
+for k in ("[MASK]", "random word", "unchanged"):
+    print(f"  {k:12s} {outcomes[k] / n:.3f}")
+
+# %% [markdown]
+# ("unchanged" is a hair above 10%: a random word is the original word 1 time in |V|.)
+#
+# ## Implement: the heads in `BertForPreTraining.forward`
+#
+# The head runs on the labelled rows only: `positions` are the flat indices of `labels != -100`, and
+# `x.reshape(-1, C)[positions]` gathers them before the transform and the decoder, which is the largest
+# matrix product of a step (P × C × V). The decoder weight is `owner.params[name]`, the word embeddings.
+
+# %%
+show_lines(BertForPreTraining.forward, "# MLM head", "losses = [")
+
+# %% [markdown]
+# And the backward of the head: the decoder's weight gradient is *accumulated* into the word
+# embeddings' gradient (`owner._acc`), which the embedding lookup will add to as well.
+
+# %%
+show_lines(BertForPreTraining.backward, "if c_mlm is not None:", "self.bert.backward(")
+
+# %% [markdown]
+# ## Check
+#
+# A float64 model on a real batch of the synthetic language (padded, 15% masked, half the pairs random).
+
+# %%
+data = PretrainingDataset(synthetic_corpus(60, seed=0).train, tok, batch_size=8, max_seq_length=40, seed=0)
+batch = data.next_batch()
+cfg = minibert.BertConfig(vocab_size=V, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                          intermediate_size=96, max_position_embeddings=40,
+                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+model = BertForPreTraining(cfg, seed=0, dtype=np.float64)
+out = model(**batch)
+P = int((batch["labels"] != -100).sum())
+print(f"{P} predicted positions out of {int(batch['attention_mask'].sum())} real tokens; prediction_logits {out.prediction_logits.shape}")
+print(f"1. initial MLM loss {out.mlm_loss:.4f} vs ln V = {np.log(V):.4f};  NSP loss {out.nsp_loss:.4f} vs ln 2 = {np.log(2):.4f}  (expect within ~0.1)")
+
+# %% [markdown]
+# **2. Only labelled positions count.** Without labels the model returns logits at every position;
+# the cross-entropy averaged over the labelled ones must be the MLM loss, and padding must change
+# nothing: replacing the `[PAD]` ids by random tokens leaves the loss and every gradient unchanged
+# (padded keys get exactly zero attention, and no loss reads a padded position).
+
+# %%
+full = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).prediction_logits  # (B, T, V)
+lab = batch["labels"].reshape(-1)
+z = full.reshape(-1, V)[lab != -100]
+logp = z - z.max(-1, keepdims=True) - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True))
+manual = -logp[np.arange(len(z)), lab[lab != -100]].mean()
+print(f"2a. MLM loss vs mean cross-entropy over the {len(z)} labelled rows: rel_error {rel_error(manual, out.mlm_loss):.1e}  (expect ~1e-16)")
+
+out = model(**batch)
+model.backward()
+before = {n: g.copy() for n, g in model.grad_state_dict().items()}
+noisy = dict(batch, input_ids=np.where(batch["attention_mask"] == 1, batch["input_ids"],
+                                       np.random.default_rng(0).integers(5, V, size=batch["input_ids"].shape)))
+out2 = model(**noisy)
+model.backward()
+worst = max(np.abs(g - before[n]).max() for n, g in model.grad_state_dict().items())
+print(f"2b. random ids at padded positions: |Δloss| = {abs(out2.loss - out.loss):.1e}, max |Δgradient| = {worst:.1e}  (expect 0)")
+
+# %% [markdown]
+# **3. Tied weights: the gradient is the sum of both uses.** An untied model (`tie_word_embeddings=False`)
+# starting from the same weights has a separate decoder matrix. The tied model's embedding gradient
+# must equal the untied model's embedding gradient plus its decoder gradient.
+
+# %%
+untied = BertForPreTraining(minibert.BertConfig(**{**cfg.to_dict(), "tie_word_embeddings": False}), seed=0, dtype=np.float64)
+untied.load_state_dict({**model.state_dict(), "cls.predictions.decoder.weight": model.state_dict()["bert.embeddings.word_embeddings.weight"].copy()})
+model(**batch), model.backward()
+untied(**batch), untied.backward()
+tied_g = model.grad_state_dict()["bert.embeddings.word_embeddings.weight"]
+ug = untied.grad_state_dict()
+both = ug["bert.embeddings.word_embeddings.weight"] + ug["cls.predictions.decoder.weight"]
+print(report_line("tied = embedding + decoder", tied_g, both), f"| rel_error {rel_error(tied_g, both):.1e} (expect ~1e-16)")
+print(f"   (the decoder path alone: rel_error {rel_error(tied_g, ug['cls.predictions.decoder.weight']):.2f}; forgetting either use is a real bug)")
+
+# %% [markdown]
+# **4. The heads' gradients against finite differences** (float64, a few coordinates of each head
+# parameter and of the tied embeddings; expect < 1e-7). For this check the parameters get non-trivial
+# values (LayerNorm gains ≠ 1, biases ≠ 0, wider weights): at BERT's initialisation some gradients are
+# so small that the finite differences' own error (~1e-10) is no longer negligible next to them.
+
+# %%
+check_model = BertForPreTraining(cfg, seed=0, dtype=np.float64)
+r = np.random.default_rng(1)
+for name, p, _ in check_model.named_parameters():
+    p[...] = (1 + 0.3 * r.standard_normal(p.shape) if "LayerNorm.weight" in name
+              else 0.2 * r.standard_normal(p.shape) if name.endswith("bias") else 0.15 * r.standard_normal(p.shape))
+model = check_model
+model(**batch), model.backward()
+loss = lambda: float(model(**batch).loss)
+grads = model.grad_state_dict()
+params = dict((n, p) for n, p, _ in model.named_parameters())
+for name in ["cls.predictions.transform.dense.weight", "cls.predictions.transform.LayerNorm.weight",
+             "cls.predictions.bias", "cls.seq_relationship.weight", "bert.pooler.dense.weight",
+             "bert.embeddings.word_embeddings.weight"]:
+    g = grads[name].reshape(-1)
+    idx = np.concatenate([r.choice(np.flatnonzero(g), 4, replace=False), r.choice(g.size, 2, replace=False)])
+    print(f"  {name:45s} rel_error {rel_error(g[idx], numerical_gradient_at(loss, params[name], idx)):.1e}")
+
+# %% [markdown]
+# ## See: which positions send gradient into the encoder
+#
+# We catch the gradient the heads pass down to the encoder's output, $\partial L/\partial X$ `(B, T, C)`
+# (the upstream gradient of the top layer's backward, MLM and pooler contributions added), and plot
+# its norm per position. It is non-zero only at the masked positions (MLM) and at `[CLS]`
+# (NSP, through the pooler): the encoder learns everything from these few rows. (The gradient
+# still reaches every *input* token, through attention, on the way down.)
+
+# %%
+caught = {}
+original = model.bert._layer_backward
+
+def spy(i, dout, cache):
+    if i == cfg.num_hidden_layers - 1:
+        caught["d"] = dout.copy()
+    return original(i, dout, cache)
+
+model.bert._layer_backward = spy
+model(**batch), model.backward()
+model.bert._layer_backward = original
+norms = np.linalg.norm(caught["d"], axis=-1)                                  # (B, T)
+fig, ax = plt.subplots(figsize=(13, 3.4))
+ax.imshow(np.where(batch["attention_mask"] == 1, norms, np.nan), cmap="magma_r", aspect="auto")
+for b, t in zip(*np.nonzero(batch["labels"] != -100)):
+    ax.text(t, b, "M", ha="center", va="center", color="w", fontsize=8)
+ax.set_xlabel("position (column 0 = [CLS]; white = padding)"), ax.set_ylabel("sequence")
+ax.set_title("|d loss / d encoder output| per position; M = a masked (predicted) position")
+nonzero = norms > 0
+predicted = batch["labels"] != -100
+print("non-zero exactly at the predicted positions and [CLS]:",
+      bool((nonzero == (predicted | (np.arange(norms.shape[1]) == 0))).all()))
+
+# %% [markdown]
+# Next: [07 · pretraining a tiny BERT](07_pretraining.ipynb).
