@@ -3,6 +3,7 @@
 BERT widens ``C -> F`` (``intermediate_size``, usually 4C), applies GELU, and narrows back ``F -> C``.
 The dropout, residual and LayerNorm after it live in the encoder layer.
 Shapes: ``B, T`` batch and sequence, ``C`` hidden, ``F`` intermediate.
+Derivation: two linear layers (``docs/backward/linear.md``) around GELU (``docs/backward/gelu.md``).
 """
 from .gelu import ACTIVATIONS
 from .linear import linear_backward, linear_forward

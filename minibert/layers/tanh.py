@@ -1,4 +1,7 @@
-"""tanh, used by BERT's pooler.  Cache the output: ``d tanh(x)/dx = 1 - tanh(x)^2``."""
+"""tanh, used by BERT's pooler.  Cache the output: ``d tanh(x)/dx = 1 - tanh(x)^2``.
+
+Derivation (and the pooler around it): ``docs/backward/tanh_pooler.md``.
+"""
 import numpy as np
 
 
