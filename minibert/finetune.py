@@ -37,7 +37,7 @@ from .checkpoint import atomic_write_bytes
 from .heads import BertForSequenceClassification
 from .optim import AdamW, clip_grad_norm, linear_warmup_decay
 from .progress import Progress
-from .train import PRESETS, build_vocab, load_training_state, save_training_state
+from .train import PRESETS, build_vocab, save_training_state, start_or_resume
 
 TASKS = ("stdlib-packages",)
 STDLIB_PACKAGES = ("asyncio", "email", "idlelib", "distutils", "xml", "importlib")
@@ -337,17 +337,7 @@ def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
     log(repr(model))
 
     opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt_path = os.path.join(cfg.out, "checkpoint.safetensors")
-    log_path = os.path.join(cfg.out, "log.jsonl")
-    step, history = 0, {"eval": []}
-    if cfg.resume and os.path.isfile(ckpt_path):
-        meta = load_training_state(ckpt_path, model, opt)
-        step, history = meta["step"], meta["history"]
-        data.load_state_dict(meta["data"])
-        _truncate_log(log_path, step)
-        log(f"resumed from {ckpt_path} at step {step}")
-    elif os.path.exists(log_path):
-        os.remove(log_path)
+    ckpt_path, log_path, step, history = start_or_resume(cfg.out, cfg.resume, model, opt, data, log)
 
     def run_eval():
         ev = evaluate_classifier(model, test_rows, task.test_labels, K, tokenizer.pad_token_id)
@@ -443,11 +433,6 @@ def _add_label_names(config_path, label_names):
     d["id2label"] = {str(i): n for i, n in enumerate(label_names)}
     d["label2id"] = {n: i for i, n in enumerate(label_names)}
     atomic_write_bytes(config_path, json.dumps(d, indent=2, sort_keys=True).encode())
-
-
-def _truncate_log(path, step):
-    from .train import _truncate_log as truncate
-    truncate(path, step)
 
 
 # -- plots -----------------------------------------------------------------------------------------

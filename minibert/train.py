@@ -195,6 +195,25 @@ def load_training_state(path, model, opt):
 
 
 # -- the loop --------------------------------------------------------------------------------------
+def start_or_resume(out, resume, model, opt, data, log=print):
+    """-> (checkpoint path, log path, step, history) of a run in ``out``.
+
+    With ``resume`` and a checkpoint there, the model, the optimizer and the data stream are restored to
+    it, and log lines written after it (by a run that was killed) are dropped; otherwise a fresh start
+    at step 0 (an old log is removed).  Shared by pretraining and fine-tuning.
+    """
+    ckpt_path, log_path = os.path.join(out, "checkpoint.safetensors"), os.path.join(out, "log.jsonl")
+    if resume and os.path.isfile(ckpt_path):
+        meta = load_training_state(ckpt_path, model, opt)
+        data.load_state_dict(meta["data"])
+        _truncate_log(log_path, meta["step"])
+        log(f"resumed from {ckpt_path} at step {meta['step']}")
+        return ckpt_path, log_path, meta["step"], meta["history"]
+    if os.path.exists(log_path):
+        os.remove(log_path)
+    return ckpt_path, log_path, 0, {"eval": []}
+
+
 def pretrain(cfg: PretrainConfig):
     """Run (or resume) a pretraining job; returns the metrics dict also written to metrics.json."""
     from .pretraining_data import PretrainingDataset
@@ -221,17 +240,7 @@ def pretrain(cfg: PretrainConfig):
     model = BertForPreTraining(cfg.model_config(len(tokenizer.vocab)), seed=cfg.seed).train()
     opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     log(repr(model))
-    ckpt_path = os.path.join(cfg.out, "checkpoint.safetensors")
-    log_path = os.path.join(cfg.out, "log.jsonl")
-    step, history = 0, {"eval": []}
-    if cfg.resume and os.path.isfile(ckpt_path):
-        meta = load_training_state(ckpt_path, model, opt)
-        step, history = meta["step"], meta["history"]
-        data.load_state_dict(meta["data"])
-        _truncate_log(log_path, step)
-        log(f"resumed from {ckpt_path} at step {step}")
-    elif os.path.exists(log_path):
-        os.remove(log_path)
+    ckpt_path, log_path, step, history = start_or_resume(cfg.out, cfg.resume, model, opt, data, log)
 
     probe = probe_sentence(cfg.corpus, heldout_docs)
     before = fill_mask(model, tokenizer, probe) if step == 0 else None
