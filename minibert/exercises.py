@@ -5,10 +5,12 @@
     minibert exercises check [NAME ...] [--dir D] grade the copies in D (default: the current
                                                   directory if `make` wrote it, else the reference)
 
-**Where the solutions live.**  ``minibert/exercise_sources/`` holds one file per exercise that mirrors a
-layer of ``minibert/layers`` (same functions, caches and numbers: ``tests/test_exercises.py`` proves it),
-plus ``attention_ninja.py``, the forward of attention cut into atomic steps.  What the student writes
-is marked with nbgrader's markers, each alone on its line, below a ``# TODO`` comment with hints::
+**Where the solutions live.**  In the library itself: the exercise ``linear`` is
+``minibert/layers/linear.py``, and so on for softmax, layernorm, gelu, cross_entropy, embedding and
+attention; the one exercise that is not a layer, ``minibert/attention_ninja.py``, cuts the forward of
+attention into atomic steps.  So a student who passes has written the code minibert runs, and there is
+no copy to keep in step.  What the student writes is marked with nbgrader's markers, each alone on its
+line, below a ``# TODO`` comment with hints (comments: the library runs as if they were not there)::
 
     # TODO: the three gradients dx, dw, db.
     #   hint: ...
@@ -17,13 +19,18 @@ is marked with nbgrader's markers, each alone on its line, below a ``# TODO`` co
     ...
     ### END SOLUTION
 
-and checks the student should not see are between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN
-TESTS``.  The library's layers stay untouched: they are the reference the grader compares with.
+**The checks live in the source too**: a short ``test_NAME()`` at the bottom of each file (``pytest
+minibert/layers/NAME.py`` runs it), the checks the student should not see between ``### BEGIN HIDDEN
+TESTS`` and ``### END HIDDEN TESTS``.  We keep them there rather than generate them in ``make`` because
+that is the simpler design: one file holds a solution and its checks, so a teacher can hand it to
+nbgrader as it is, and ``make`` stays a text filter with no code templates.
 
 **make** copies every source, replacing each solution region by
-``raise NotImplementedError("TODO (function): ...")`` (the TODO and its hints stay above it) and
-deleting the hidden tests.  The copies run as they are (``python linear.py`` runs the visible checks,
-which fail until the TODOs are done).
+``raise NotImplementedError("TODO (function): ...")`` (the TODO and its hints stay above it),
+deleting the hidden tests, and making relative imports absolute (``from .softmax import ...`` becomes
+``from minibert.layers.softmax import ...``, so a student's attention uses the library's softmax).  The
+copies run as they are (``python linear.py`` runs the visible checks, which fail until the TODOs are
+done).
 
 **check** imports the student's files and grades each exercise on its own inputs (float64, sizes all
 different, non-trivial parameters, repeated ids, padded keys, ignored labels, dropout): every forward
@@ -43,6 +50,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +60,6 @@ import numpy as np
 
 from .gradcheck import check_layer, numerical_gradient, rel_error, report_line
 
-SOURCES_DIR = Path(__file__).resolve().parent / "exercise_sources"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKER_FILE = ".minibert-exercises.json"  # written by `make`; `check` recognises a student directory by it
@@ -153,7 +160,20 @@ def student_version(text, filename="<source>"):
 
 
 def source_path(name):
-    return SOURCES_DIR / f"{name}.py"
+    """The file of exercise ``name`` (with its solutions): a file of ``minibert/layers``, or the ninja's."""
+    return Path(importlib.util.find_spec(EXERCISES[name].module).origin)
+
+
+_RELATIVE_IMPORT = re.compile(r"^(\s*from\s+)(\.[\w.]*)(\s+import\b)", re.M)
+
+
+def source_text(name):
+    """The source of exercise ``name`` as a file that runs outside the package: the module's text with
+    its relative imports made absolute (``from .softmax import`` -> ``from minibert.layers.softmax
+    import``)."""
+    package = EXERCISES[name].module.rpartition(".")[0]
+    text = source_path(name).read_text(encoding="utf-8")
+    return _RELATIVE_IMPORT.sub(lambda m: m[1] + importlib.util.resolve_name(m[2], package) + m[3], text)
 
 
 def make(outdir, force=False, names=None):
@@ -172,9 +192,9 @@ def make(outdir, force=False, names=None):
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, target in zip(names, targets):
-        src = source_path(name)
-        text = student_version(src.read_text(encoding="utf-8"), str(src))
-        header = (f"# Student copy of minibert/exercise_sources/{name}.py, written by `minibert exercises make`.\n"
+        text = student_version(source_text(name), str(source_path(name)))
+        header = (f"# Student copy of {EXERCISES[name].module.replace('.', '/')}.py, written by "
+                  "`minibert exercises make`.\n"
                   f"# Replace every `raise NotImplementedError(...)` by your code, then run `python {name}.py`\n"
                   f"# and `minibert exercises check {name} --dir .`\n")
         compile(header + text, str(target), "exec")  # the copy must be valid Python
@@ -526,7 +546,7 @@ NINJA_STEPS = [
 
 
 def _grade_attention_ninja(g):
-    from .exercise_sources import attention_ninja as ref
+    from . import attention_ninja as ref
     from .layers import attention as L
     x, params, mask = _attention_inputs(g)
     A = 3
@@ -581,6 +601,10 @@ class Exercise:
     title: str
     docs: str
     grade: Callable
+    module: str = ""  # the module holding the solutions; default: minibert.layers.NAME
+
+    def __post_init__(self):
+        self.module = self.module or f"minibert.layers.{self.name}"
 
 
 EXERCISES = {e.name: e for e in [
@@ -596,7 +620,7 @@ EXERCISES = {e.name: e for e in [
     Exercise("embedding", "the embedding lookup and its scatter-add backward", "backward/embedding.md",
              _grade_embedding),
     Exercise("attention_ninja", "backprop ninja: attention through 13 atomic steps, then the fused softmax",
-             "backward/attention.md", _grade_attention_ninja),
+             "backward/attention.md", _grade_attention_ninja, module="minibert.attention_ninja"),
     Exercise("attention", "multi-head attention's backward in the library's compact form",
              "backward/attention.md", _grade_attention),
 ]}
@@ -618,7 +642,7 @@ def load_module(path, name):
 
 
 def grade(name, directory=None, seed=0):
-    """Grade one exercise; ``directory`` holds the student's ``NAME.py`` (None: the reference source)."""
+    """Grade one exercise; ``directory`` holds the student's ``NAME.py`` (None: the library's own module)."""
     _check_names([name])
     result = Result(name)
     path = source_path(name) if directory is None else Path(directory) / f"{name}.py"
@@ -626,7 +650,7 @@ def grade(name, directory=None, seed=0):
         result.errors.append(f"{path} not found (write the student copies with `minibert exercises make DIR`)")
         return result
     try:
-        module = load_module(path, name)
+        module = importlib.import_module(EXERCISES[name].module) if directory is None else load_module(path, name)
     except Exception as e:  # noqa: BLE001 -- a syntax error in a student's file is a grade
         detail = f"{type(e).__name__}: {e}"
         result.errors.append(f"cannot import {path.name}: {detail}")
@@ -699,6 +723,7 @@ def run(args):
     if directory is not None and not Path(directory).is_dir():
         raise FileNotFoundError(f"exercises check: --dir {directory!r} is not a directory")
     if directory is None:
-        print(f"grading the reference solutions in {SOURCES_DIR} (pass --dir DIR to grade a student's copies)\n")
+        print("grading the reference solutions, minibert's own code (pass --dir DIR to grade a student's "
+              "copies)\n")
     results = check(args.names or None, directory, verbose=not args.brief)
     return 0 if all(r.passed for r in results) else 1

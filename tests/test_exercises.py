@@ -1,11 +1,12 @@
-"""The classroom exercises: the markers, the student copy, the grader, and that the exercise sources
-are the library's layers (so a student who passes has written what minibert runs).
+"""The classroom exercises: the markers in the library's layers, the student copy, the grader.
 
+* the exercise sources are ``minibert/layers/*.py`` themselves (plus ``minibert/attention_ninja.py``):
+  each carries well-formed markers, and neither the markers nor the student copy break an import;
 * the reference solutions pass every check; the generated student copy fails every check;
 * planted bugs (a missing transpose, a mean instead of a sum, a forgotten accumulation, ...) are each
   caught, and the wrong gradient is named;
-* every exercise function equals its ``minibert.layers`` twin, and every intermediate gradient of the
-  backprop-ninja exercise equals PyTorch autograd's (float64).
+* the backprop-ninja steps compose to the library's attention, and every intermediate gradient equals
+  PyTorch autograd's (float64).
 """
 import ast
 import importlib
@@ -27,7 +28,8 @@ REQUIRED = {"linear", "softmax", "layernorm", "gelu", "attention", "cross_entrop
 
 
 def src(name):
-    return importlib.import_module(f"minibert.exercise_sources.{name}")
+    """The module holding exercise ``name``'s solutions: ``minibert.layers.NAME`` or the ninja."""
+    return importlib.import_module(X.EXERCISES[name].module)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,39 @@ def student_dir(tmp_path_factory):
 
 def test_the_required_exercises_exist():
     assert REQUIRED <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_sources_are_the_library_files_and_the_markers_are_only_comments(name, tmp_path):
+    path = X.source_path(name)
+    want = "attention_ninja.py" if name == "attention_ninja" else f"layers/{name}.py"
+    assert path.as_posix().endswith(f"minibert/{want}") and path.is_file()
+    text = path.read_text()
+    kinds = {r.kind for r in X.parse_regions(text, name)}
+    assert kinds == {"solution", "hidden"}, kinds
+    # without its marker lines the file is the same program: the markers and TODOs are comments
+    markers = (X.BEGIN_SOLUTION, X.END_SOLUTION, X.BEGIN_HIDDEN, X.END_HIDDEN)
+    stripped = "\n".join(l for l in text.splitlines() if l.strip() not in markers)
+    assert ast.dump(ast.parse(stripped)) == ast.dump(ast.parse(text))
+    # the standalone source and the student copy both import outside the package, and define the
+    # same functions as the library module
+    module = src(name)
+    library = {n for n, v in vars(module).items() if callable(v) and getattr(v, "__module__", "") == module.__name__}
+    for kind, copy in (("source", X.source_text(name)), ("student", X.student_version(X.source_text(name)))):
+        (tmp_path / f"{kind}_{name}.py").write_text(copy)
+        copied = X.load_module(tmp_path / f"{kind}_{name}.py", f"{kind}_{name}")
+        assert library <= set(vars(copied)), (kind, library - set(vars(copied)))
+
+
+def test_the_copies_import_the_other_layers_from_the_library(student_dir):
+    for name in NAMES:
+        text = (student_dir / f"{name}.py").read_text()
+        assert not re.search(r"^\s*from\s+\.", text, re.M), name  # no relative import left
+    attention = (student_dir / "attention.py").read_text()
+    assert "from minibert.layers.softmax import softmax_backward, softmax_forward" in attention
+    assert "from minibert.layers.erf import erf" in (student_dir / "gelu.py").read_text()
+    module = X.load_module(student_dir / "attention.py", "attention")
+    assert module.softmax_backward is L.softmax_backward and module.linear_backward is L.linear_backward
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -74,7 +109,7 @@ def test_malformed_markers_are_refused_with_the_line(bad, message):
 
 def test_student_copy_keeps_todos_and_hints_and_removes_solutions_and_hidden_tests(student_dir):
     for name in NAMES:
-        ref = X.source_path(name).read_text()
+        ref = X.source_text(name)
         text = (student_dir / f"{name}.py").read_text()
         ast.parse(text)  # valid Python
         for marker in (X.BEGIN_SOLUTION, X.END_SOLUTION, X.BEGIN_HIDDEN, X.END_HIDDEN):
@@ -171,7 +206,7 @@ PLANTED_BUGS = [
 @pytest.mark.parametrize("name, good, bad, expected", PLANTED_BUGS,
                          ids=[f"{b[0]}:{'+'.join(sorted(b[3]))}" for b in PLANTED_BUGS])
 def test_planted_bugs_are_caught_and_named(tmp_path, name, good, bad, expected):
-    text = X.source_path(name).read_text()
+    text = X.source_text(name)
     assert text.count(good) == 1, f"the line to break is no longer in {name}.py: {good!r}"
     (tmp_path / f"{name}.py").write_text(text.replace(good, bad))
     lines = []
@@ -185,7 +220,7 @@ def test_planted_bugs_are_caught_and_named(tmp_path, name, good, bad, expected):
 
 
 def test_a_student_error_is_reported_with_its_line(tmp_path):
-    text = X.source_path("linear").read_text().replace("    db = dout2.sum(axis=0)", "    db = dout3.sum(axis=0)")
+    text = X.source_text("linear").replace("    db = dout2.sum(axis=0)", "    db = dout3.sum(axis=0)")
     (tmp_path / "linear.py").write_text(text)
     r = X.grade("linear", tmp_path)
     assert not r.passed and any("NameError" in e and "linear.py:" in e for e in r.errors), r.errors
@@ -211,7 +246,7 @@ def test_check_grades_the_reference_when_no_student_directory_is_given(capsys, t
     assert "grading the reference solutions" in capsys.readouterr().out
 
 
-# ---- the exercise sources are the library's layers --------------------------------------------------
+# ---- the backprop-ninja exercise ---------------------------------------------------------------------
 
 rng = np.random.default_rng(7)
 
@@ -220,62 +255,9 @@ def randn(*shape):
     return rng.standard_normal(shape)
 
 
-def flat(a):
-    return [y for x in a for y in flat(x)] if isinstance(a, tuple) else [a]
-
-
-def same(a, b):
-    """Equal to rounding, nested tuples (outputs and caches) compared entry by entry."""
-    a, b = flat(a), flat(b)
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        if x is None or y is None:
-            assert x is y
-        else:
-            np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
-
-
-def test_sources_mirror_the_library_layers():
-    mask = attention_mask_to_additive(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), np.float64)
-    x, w, b, d = randn(2, 5, 12), randn(7, 12), randn(7), randn(2, 5, 7)
-    same(src("linear").linear_forward(x, w, b)[0], L.linear_forward(x, w, b)[0])
-    same(src("linear").linear_backward(d, (x, w)), L.linear_backward(d, (x, w)))
-    s, dp = randn(2, 3, 5, 5), randn(2, 3, 5, 5)
-    p, _ = L.softmax_forward(s, mask)
-    same(src("softmax").softmax_forward(s, mask)[0], p)
-    same(src("softmax").softmax_backward(dp, p), L.softmax_backward(dp, p))
-    g, bb, d12 = 1 + randn(12), randn(12), randn(2, 5, 12)
-    o, c = L.layernorm_forward(x, g, bb)
-    same(src("layernorm").layernorm_forward(x, g, bb), (o,) + c)
-    same(src("layernorm").layernorm_backward(d12, c), L.layernorm_backward(d12, c))
-    for f in ("gelu", "gelu_tanh"):
-        same(getattr(src("gelu"), f + "_forward")(3 * x)[0], getattr(L, f + "_forward")(3 * x)[0])
-        same(getattr(src("gelu"), f + "_backward")(d12, 3 * x), getattr(L, f + "_backward")(d12, 3 * x))
-    z, lab = randn(10, 11), np.array([1, -100, 3, 4, -100, 0, 10, 2, 2, -100])
-    loss, c = L.cross_entropy_forward(z, lab)
-    same(src("cross_entropy").cross_entropy_forward(z, lab), (loss,) + c)
-    same(src("cross_entropy").cross_entropy_backward(0.7, c), L.cross_entropy_backward(0.7, c))
-    ids, e = np.array([[3, 1, 3], [0, 3, 2]]), randn(5, 12)
-    out, c = L.embedding_forward(ids, e)
-    same(src("embedding").embedding_forward(ids, e)[0], out)
-    for pad in (None, 0):
-        same(src("embedding").embedding_backward(randn(2, 3, 12) * 0 + 1, c, pad),
-             L.embedding_backward(np.ones((2, 3, 12)), c, pad))
-    params = [randn(12, 12) if i % 2 == 0 else randn(12) for i in range(8)]
-    for drop in ((), (0.3, np.random.default_rng(1), True)):
-        def ours():
-            args = drop[:1] + (np.random.default_rng(1),) + drop[2:] if drop else ()
-            return src("attention").attention_forward(x, *params, mask, 3, *args)
-        def lib():
-            args = drop[:1] + (np.random.default_rng(1),) + drop[2:] if drop else ()
-            return L.attention_forward(x, *params, mask, 3, *args)
-        (o1, c1), (o2, c2) = ours(), lib()
-        same(o1, o2)
-        same(src("attention").attention_backward(d12, c1), L.attention_backward(d12, c2))
-
-
 def test_the_ninja_steps_compose_to_the_library_attention():
     ninja = src("attention_ninja")
+    assert ninja.split_heads is L.split_heads and ninja.merge_heads is L.merge_heads  # reused, not copied
     mask = attention_mask_to_additive(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), np.float64)
     x, d = randn(2, 5, 12), randn(2, 5, 12)
     params = [randn(12, 12) * 0.5 if i % 2 == 0 else randn(12) for i in range(8)]

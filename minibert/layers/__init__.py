@@ -1,5 +1,7 @@
 """The layers of BERT, each a pair ``out, cache = X_forward(...)`` / ``grads = X_backward(dout, cache)``
-in readable NumPy.  These are the references: the numba twins in ``minibert.kernels`` must agree."""
+in readable NumPy.  These are the references: the numba twins in ``minibert.kernels`` must agree.
+They are also the classroom exercises: ``minibert exercises make`` takes out the code between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` (see ``minibert/exercises.py``)."""
 from .attention import (attention_backward, attention_forward, merge_heads, sdpa_backward,
                         sdpa_forward, split_heads)
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward

@@ -8,6 +8,8 @@
 
 The residual, its dropout and LayerNorm live in the encoder layer (``minibert/model.py``).
 Derivation, piece by piece: ``docs/backward/attention.md``.
+Exercise 8 of ``minibert exercises`` (after the "backprop ninja" one, ``minibert/attention_ninja.py``):
+the code under each ``# TODO``, checked by ``test_attention``.
 
 Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``A`` heads, ``D = C / A`` head size.
 """
@@ -49,16 +51,26 @@ def sdpa_backward(dctx, cache):
     """(B, A, T, D) -> dq, dk, dv (B, A, T, D) each"""
     q, k, v, probs, dropped, drop_cache, scale = cache
     # forward: ctx = dropped @ v
+    # TODO: ddropped (B, A, T, T) and dv (B, A, T, D).
+    #   hint: a matrix product per (batch, head): the same two rules as the linear layer's.
+    #   hint: v.transpose(0, 1, 3, 2) swaps the last two axes only; which probabilities multiplied v?
+    ### BEGIN SOLUTION
     ddropped = dctx @ v.transpose(0, 1, 3, 2)  # (B, A, T, T)
     dv = dropped.transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
-    # forward: dropped = dropout(probs)
+    ### END SOLUTION
+    # forward: dropped = dropout(probs)  (the backward reuses the forward's mask)
     dprobs = dropout_backward(ddropped, drop_cache)
-    # forward: probs = softmax(scores + mask_add)
+    # forward: probs = softmax(scores + mask_add);  scores = (q @ k^T) * scale
+    # TODO: dscores, then dq and dk (B, A, T, D).
+    #   hint: softmax_backward(dprobs, probs) gives the gradient of the masked scores; the mask is a constant.
+    #   hint: the scale is a constant factor. Then q k^T is a matrix product: mind which side needs
+    #         the transpose (with T x T scores both shapes fit, so a missing transpose still runs).
+    ### BEGIN SOLUTION
     dscores = softmax_backward(dprobs, probs)  # (B, A, T, T)
-    # forward: scores = (q @ k^T) * scale
     dscores = dscores * q.dtype.type(scale)
     dq = dscores @ k  # (B, A, T, D)
     dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, A, T, D)
+    ### END SOLUTION
     return dq, dk, dv
 
 
@@ -81,6 +93,12 @@ def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
 def attention_backward(dout, cache):
     """(B, T, C) -> dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo"""
     cq, ck, cv, cs, co, A = cache
+    # TODO: undo the forward from the last line up, with linear_backward, split_heads/merge_heads
+    #       and sdpa_backward.
+    #   hint: the backward of merge_heads is split_heads, and the other way round (a permutation).
+    #   hint: x feeds three projections, so dx is the sum of three paths: forget one and every entry
+    #         of dx is wrong.
+    ### BEGIN SOLUTION
     # forward: out = merge_heads(ctx) @ wo.T + bo
     dctx, dwo, dbo = linear_backward(dout, co)
     # forward: ctx = sdpa(split_heads(q), split_heads(k), split_heads(v))
@@ -91,4 +109,36 @@ def attention_backward(dout, cache):
     dxv, dwv, dbv = linear_backward(merge_heads(dv), cv)
     dx += dxk
     dx += dxv
+    ### END SOLUTION
     return dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo
+
+
+def test_attention():
+    """The exercise's checks, in float64 with a padded sequence; each error is printed next to its
+    expected range.  ``dbk`` is exactly 0 for every input (softmax ignores a shift shared by a row of
+    scores: docs/backward/attention.md), so its relative error compares two rounding noises: not checked.
+    """
+    from minibert.exercises import check_gradients
+    from minibert.layers.softmax import attention_mask_to_additive
+    rng = np.random.default_rng(0)
+    B, T, C, A = 2, 5, 12, 3
+    x = rng.standard_normal((B, T, C))
+    params = [rng.standard_normal(s) * 0.5 for s in [(C, C), (C,)] * 4]
+    mask = attention_mask_to_additive(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), np.float64)
+    q, k, v = (rng.standard_normal((B, A, T, C // A)) for _ in range(3))
+    check_gradients(lambda q, k, v: sdpa_forward(q, k, v, mask), sdpa_backward, [q, k, v], ["dq", "dk", "dv"])
+    names = ["dx", "dwq", "dbq", "dwk", "dbk", "dwv", "dbv", "dwo", "dbo"]
+    check_gradients(lambda x, *p: attention_forward(x, *p, mask, A), attention_backward, [x] + params, names,
+                    skip=["dbk"])
+    ### BEGIN HIDDEN TESTS
+    out, cache = attention_forward(x, *params, mask, A)
+    dbk = attention_backward(rng.standard_normal(out.shape), cache)[4]
+    assert np.abs(dbk).max() < 1e-12, "the key-bias gradient is exactly zero"
+    # with attention dropout (re-seeded before every forward so that every call draws the same mask)
+    drop = lambda x, *p: attention_forward(x, *p, mask, A, 0.3, np.random.default_rng(5), True)  # noqa: E731
+    check_gradients(drop, attention_backward, [x] + params, names, skip=["dbk"])
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_attention()

@@ -5,6 +5,7 @@ predicted") contribute neither to the loss nor to the count it is averaged over;
 zero.  Fusing log-softmax with the negative log-likelihood gives the famous
 ``dlogits = (softmax(logits) - onehot(label)) / count``, and never takes the log of a tiny
 probability.  Derivation: ``docs/backward/cross_entropy.md``.
+Exercise 5 of ``minibert exercises``: the code under each ``# TODO``, checked by ``test_cross_entropy``.
 
 Shapes: ``N`` rows (e.g. masked positions), ``V`` classes.
 """
@@ -20,12 +21,18 @@ def cross_entropy_forward(logits, labels, ignore_index=-100):
     """
     counted = labels != ignore_index  # (N,)
     count = int(counted.sum())
+    safe = np.where(counted, labels, 0)  # (N,) ignored rows read column 0, then get masked out
+    # TODO: logprobs (N, V) = log softmax(logits), computed stably; then
+    #       loss = sum over counted rows of -logprobs[n, label_n], divided by max(count, 1).
+    #   hint: log softmax(z) = z - log(sum(exp(z))): subtract the row max first, as in softmax.
+    #   hint: pick one entry per row with logprobs[np.arange(N), safe]; keep only the counted rows.
+    ### BEGIN SOLUTION
     z = logits - logits.max(axis=-1, keepdims=True)  # (N, V)
     logsumexp = np.log(np.exp(z).sum(axis=-1, keepdims=True))  # (N, 1)
     logprobs = z - logsumexp  # (N, V)
-    safe = np.where(counted, labels, 0)  # (N,) ignored rows read column 0, then get masked out
     nll = -logprobs[np.arange(len(labels)), safe]  # (N,)
     loss = nll[counted].sum() / max(count, 1)
+    ### END SOLUTION
     probs = np.exp(logprobs)
     return logits.dtype.type(loss), (probs, safe, counted, count)
 
@@ -34,7 +41,33 @@ def cross_entropy_backward(dloss, cache):
     """scalar -> dlogits (N, V)"""
     probs, safe, counted, count = cache
     # forward: loss = sum over counted n of -log p[n, label_n], divided by count
+    # TODO: dlogits (N, V).
+    #   hint: for one row, d(-log p_label)/dz_j = p_j - [j == label]  (derive it: it is two lines).
+    #   hint: then scale by dloss / max(count, 1), and zero the rows that were not counted.
+    #   hint: copy probs before changing it: the cache must survive a second backward.
+    ### BEGIN SOLUTION
     dlogits = probs.copy()
     dlogits[np.arange(len(safe)), safe] -= 1.0
     dlogits *= (counted[:, None] * (dloss / max(count, 1))).astype(probs.dtype)
+    ### END SOLUTION
     return dlogits
+
+
+def test_cross_entropy():
+    """The exercise's check, in float64 with some ignored rows; the error is printed next to its expected range."""
+    from minibert.exercises import check_gradients
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((10, 11)) * 2
+    labels = rng.integers(0, 11, size=10)
+    labels[[1, 4, 5]] = -100  # not predicted
+    check_gradients(lambda z: cross_entropy_forward(z, labels), cross_entropy_backward, [logits], ["dlogits"])
+    ### BEGIN HIDDEN TESTS
+    loss, _ = cross_entropy_forward(np.zeros((4, 11)), np.array([1, 2, 3, -100]))
+    np.testing.assert_allclose(loss, np.log(11), rtol=1e-14)  # uniform logits: ln V, averaged over 3 rows
+    loss, cache = cross_entropy_forward(logits, np.full(10, -100))
+    assert loss == 0 and not cross_entropy_backward(1.0, cache).any(), "no counted row: loss 0, gradient 0"
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_cross_entropy()

@@ -4,6 +4,7 @@ A token id that occurs several times in a batch reads the same row several times
 gradient is the *sum* of the upstream gradients at all those positions.  ``dW[ids] += dout`` would be
 wrong (NumPy's fancy-index assignment keeps only the last write for a repeated index);
 ``np.add.at`` accumulates every one.  Derivation: ``docs/backward/embedding.md``.
+Exercise 6 of ``minibert exercises``: the code under each ``# TODO``, checked by ``test_embedding``.
 
 Shapes: ``B, T`` batch and sequence, ``V`` rows (vocabulary), ``C`` hidden size.
 """
@@ -12,7 +13,11 @@ import numpy as np
 
 def embedding_forward(ids, w):
     """(B, T) int, (V, C) -> (B, T, C).  Returns ``out, cache`` with ``cache = (ids, V)``."""
+    # TODO: look up one row of w per id.
+    #   hint: NumPy's integer-array indexing does it in one expression, for any shape of ids.
+    ### BEGIN SOLUTION
     out = w[ids]  # (B, T, C)
+    ### END SOLUTION
     return out, (ids, w.shape[0])
 
 
@@ -26,7 +31,31 @@ def embedding_backward(dout, cache, padding_idx=None):
     C = dout.shape[-1]
     dw = np.zeros((V, C), dtype=dout.dtype)
     # forward: out = w[ids]; every position adds its gradient into the row it read
+    # TODO: scatter-add dout into dw, then zero the padding row if padding_idx is given.
+    #   hint: dw[ids] += dout looks right and is wrong for a repeated id: try it with ids = [[3, 3]].
+    #   hint: np.add.at(target, indices, values) accumulates every one (flatten ids and dout first).
+    ### BEGIN SOLUTION
     np.add.at(dw, ids.reshape(-1), dout.reshape(-1, C))
     if padding_idx is not None:
         dw[padding_idx] = 0
+    ### END SOLUTION
     return dw
+
+
+def test_embedding():
+    """The exercise's check, in float64 with repeated ids; the error is printed next to its expected range."""
+    from minibert.exercises import check_gradients
+    rng = np.random.default_rng(0)
+    ids = np.array([[3, 1, 3, 3, 0], [1, 4, 4, 2, 3]])  # 3 appears four times
+    w = rng.standard_normal((6, 12))
+    check_gradients(lambda w: embedding_forward(ids, w), embedding_backward, [w], ["dw"])
+    ### BEGIN HIDDEN TESTS
+    out, cache = embedding_forward(ids, w)
+    dw = embedding_backward(np.ones_like(out), cache, padding_idx=0)
+    assert np.all(dw[0] == 0), "the padding row gets no gradient"
+    assert np.all(dw[3] == 4) and np.all(dw[5] == 0), "a row gets one contribution per use, unused rows none"
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_embedding()

@@ -4,17 +4,23 @@
 
 We cache the small per-row statistics ``mean`` and ``rstd`` (B, T) and recompute the large ``norm``
 (B, T, C) in the backward, as llm.c does.  Derivation: ``docs/backward/layernorm.md``.
+Exercise 3 of ``minibert exercises``: the code under each ``# TODO``, checked by ``test_layernorm``.
 """
 import numpy as np
 
 
 def layernorm_forward(x, w, b, eps=1e-12):
     """(..., C), (C,), (C,) -> (..., C).  ``cache = (x, w, mean (...,), rstd (...,))``."""
+    # TODO: mean, rstd (both of shape (...,)) and out (..., C).
+    #   hint: the variance is the *biased* one (divide by C, not C - 1), as in BERT and PyTorch.
+    #   hint: mean and rstd drop the last axis; use mean[..., None] to broadcast them back over C.
+    ### BEGIN SOLUTION
     mean = x.mean(axis=-1)  # (...,)
     xc = x - mean[..., None]  # (..., C)
     var = (xc * xc).mean(axis=-1)  # (...,) biased variance, as in BERT and PyTorch
     rstd = 1.0 / np.sqrt(var + eps)  # (...,)
     out = xc * rstd[..., None] * w + b  # (..., C)
+    ### END SOLUTION
     return out, (x, w, mean, rstd)
 
 
@@ -24,12 +30,41 @@ def layernorm_backward(dout, cache):
     C = x.shape[-1]
     norm = (x - mean[..., None]) * rstd[..., None]  # (..., C) recomputed, not cached
     # forward: out = norm * w + b
+    # TODO: dw and db (both (C,)), and dnorm (..., C).
+    #   hint: w and b are shared by every row (every position of every sequence): their gradients
+    #         add up the contributions of all rows. Flatten the rows with .reshape(-1, C).
+    ### BEGIN SOLUTION
     db = dout.reshape(-1, C).sum(axis=0)
     dw = (dout * norm).reshape(-1, C).sum(axis=0)
     dnorm = dout * w  # (..., C)
+    ### END SOLUTION
     # forward: norm = (x - mean) * rstd, where mean and rstd both depend on every x in the row.
-    # The three terms: the direct path, the path through mean, the path through rstd.
+    # TODO: dx (..., C) from dnorm, norm and rstd.
+    #   hint: three paths from x_i to the loss: directly, through the mean, through rstd.
+    #   hint: d mean/dx_i = 1/C;  d rstd/dx_i = -rstd^2 * norm_i / C  (derive it from var).
+    #   hint: the result is rstd times dnorm minus two row means (keepdims=True); see the docs page.
+    ### BEGIN SOLUTION
     dx = rstd[..., None] * (dnorm
                             - dnorm.mean(axis=-1, keepdims=True)
                             - norm * (dnorm * norm).mean(axis=-1, keepdims=True))
+    ### END SOLUTION
     return dx, dw, db
+
+
+def test_layernorm():
+    """The exercise's checks, in float64 with a non-trivial gain and bias (ones and zeros hide bugs)."""
+    from minibert.exercises import check_gradients
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 12)) * 3 + 1.5  # a non-zero mean exercises the mean path
+    w, b = 1 + 0.5 * rng.standard_normal(12), rng.standard_normal(12)
+    check_gradients(layernorm_forward, layernorm_backward, [x, w, b], ["dx", "dw", "db"])
+    ### BEGIN HIDDEN TESTS
+    out, _ = layernorm_forward(x, np.ones(12), np.zeros(12))
+    np.testing.assert_allclose(out.mean(-1), 0, atol=1e-12)
+    np.testing.assert_allclose(out.var(-1), 1, rtol=1e-9)  # the biased variance, as BERT
+    check_gradients(layernorm_forward, layernorm_backward, [x[0, :1], w, b], ["dx", "dw", "db"])
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_layernorm()

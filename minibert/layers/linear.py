@@ -2,6 +2,7 @@
 
 The weight uses PyTorch's ``(out_features, in_features)`` layout, so a minibert state dict and a
 transformers state dict hold the very same arrays.  Derivation: ``docs/backward/linear.md``.
+Exercise 1 of ``minibert exercises``: the code under each ``# TODO``, checked by ``test_linear``.
 
 Shapes: ``N`` = any leading dims (e.g. ``B, T``), ``I`` = in features, ``O`` = out features.
 """
@@ -14,7 +15,11 @@ def linear_forward(x, w, b):
     Returns ``out, cache`` with ``cache = (x, w)``: the input is needed for ``dW`` and the weight for
     ``dx``; both are references, not copies.
     """
+    # TODO: out = x @ w.T + b, for any number of leading dims in x.
+    #   hint: @ treats every axis but the last two as a batch axis; b broadcasts over rows.
+    ### BEGIN SOLUTION
     out = x @ w.T + b  # (..., O)
+    ### END SOLUTION
     return out, (x, w)
 
 
@@ -23,8 +28,32 @@ def linear_backward(dout, cache):
     x, w = cache
     O, I = w.shape
     # forward: out = x @ w.T + b
+    # TODO: the three gradients dx, dw, db.
+    #   hint: write one element, out[n, o] = sum_i x[n, i] w[o, i] + b[o], and differentiate it.
+    #   hint: each gradient has the shape of what it is the gradient of: let the shapes pick the product.
+    #   hint: every row n used the same w and b, so dw and db sum over all rows: reshape dout to (N, O)
+    #         and x to (N, I) first (x may be (B, T, I)).
+    ### BEGIN SOLUTION
     dx = dout @ w  # (..., I)
     dout2 = dout.reshape(-1, O)  # (N, O)
     dw = dout2.T @ x.reshape(-1, I)  # (O, I): every row of x contributes, so sum over N
     db = dout2.sum(axis=0)  # (O,): the bias was broadcast over N, so its gradient sums over N
+    ### END SOLUTION
     return dx, dw, db
+
+
+def test_linear():
+    """The exercise's checks, in float64; each relative error is printed next to its expected range."""
+    from minibert.exercises import check_gradients
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 5, 12)), rng.standard_normal((7, 12)), rng.standard_normal(7)
+    check_gradients(linear_forward, linear_backward, [x, w, b], ["dx", "dw", "db"])
+    ### BEGIN HIDDEN TESTS
+    x2 = rng.standard_normal((3, 12))  # a plain 2-D input must work too
+    check_gradients(linear_forward, linear_backward, [x2, w, b], ["dx", "dw", "db"])
+    np.testing.assert_allclose(linear_forward(x2, w, b)[0], x2 @ w.T + b, rtol=1e-13)
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_linear()

@@ -6,6 +6,7 @@ Subtracting the row max changes nothing mathematically (it cancels) but keeps ``
 overflowing.  BERT's padding mask is additive: 0 where a key may be attended to and a huge negative
 number (``finfo(dtype).min``, as transformers uses) where it is padding, so its probability is 0.
 Derivation: ``docs/backward/softmax.md``.
+Exercise 2 of ``minibert exercises``: the code under each ``# TODO``, checked by ``test_softmax``.
 """
 import numpy as np
 
@@ -13,20 +14,53 @@ import numpy as np
 def softmax_forward(x, mask_add=None):
     """(..., K) [+ mask broadcastable to it] -> p (..., K).  ``cache = p``"""
     z = x if mask_add is None else x + mask_add
+    # TODO: p = softmax(z) over the last axis, without overflow.
+    #   hint: subtract each row's maximum before exp (keepdims=True keeps the axis for broadcasting);
+    #         it cancels in the ratio. Try x = [1000., 1001.] with and without it.
+    ### BEGIN SOLUTION
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     p = e / e.sum(axis=-1, keepdims=True)
+    ### END SOLUTION
     return p, p
 
 
 def softmax_backward(dp, cache):
     """(..., K) -> dx (..., K).  The mask is a constant, so it has no gradient."""
     p = cache
-    # forward: p_i = e_i / sum_j e_j  =>  dx_i = p_i * (dp_i - sum_j dp_j p_j)
-    return p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    # forward: p_i = e_i / sum_j e_j
+    # TODO: dx, from dp and the cached p alone.
+    #   hint: the Jacobian of one row is dp_i/dz_j = p_i (delta_ij - p_j).
+    #   hint: never build that K x K matrix: its product with dp needs one inner product per row,
+    #         <dp, p> (sum over the last axis, keepdims=True).
+    ### BEGIN SOLUTION
+    dx = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    ### END SOLUTION
+    return dx
 
 
 def attention_mask_to_additive(attention_mask, dtype):
     """(B, T) of 1 (attend) / 0 (padding) -> (B, 1, 1, T) additive mask, as transformers builds it."""
     m = np.asarray(attention_mask).astype(dtype)
     return ((1.0 - m) * np.finfo(dtype).min)[:, None, None, :].astype(dtype)
+
+
+def test_softmax():
+    """The exercise's checks, in float64 with a padding mask; each error is printed next to its expected range."""
+    from minibert.exercises import check_gradients
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 5))  # (B, A, T, T) attention scores
+    mask = attention_mask_to_additive(np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]), np.float64)
+    check_gradients(lambda x: softmax_forward(x, mask), softmax_backward, [x], ["dx"])
+    ### BEGIN HIDDEN TESTS
+    p, _ = softmax_forward(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(p, [[0.5, 0.5, 0.0]])  # no overflow
+    p, _ = softmax_forward(x, mask)
+    assert np.all(p[0, :, :, 3:] == 0), "masked keys must get exactly zero probability"
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-14)
+    check_gradients(softmax_forward, softmax_backward, [rng.standard_normal((3, 7))], ["dx"])
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_softmax()

@@ -55,7 +55,7 @@
 # | `minibert/corpus.py`, `pretraining_data.py` | corpora, and MLM/NSP training instances |
 # | `minibert/optim.py`, `train.py` | AdamW, the schedule, the training loop (`minibert pretrain`) |
 # | `minibert/kernels/` | numba twins of the hot layers, tested against the references |
-# | `minibert/exercise_sources/`, `exercises.py` | the classroom exercises and their grader |
+# | `minibert/exercises.py`, `attention_ninja.py` | the classroom exercises (the marked regions of `layers/`, plus a backprop-ninja pass) and their grader |
 # | `docs/` | concepts, architecture, and the derivation of every backward |
 #
 # The data flow of one training step ([`docs/architecture.md`](../docs/architecture.md)):

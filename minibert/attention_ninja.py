@@ -22,22 +22,15 @@ Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``A`` heads, ``D = C / A`` he
 
     python attention_ninja.py                          # your checks, in float64
     minibert exercises check attention_ninja --dir .   # the grade
+
+(This is exercise 7 of ``minibert exercises``, the only one that is not a file of ``minibert/layers``.)
 """
 import math
 
 import numpy as np
 
-
-def split_heads(x, A):
-    """(B, T, C) -> (B, A, T, D)"""
-    B, T, C = x.shape
-    return x.reshape(B, T, A, C // A).transpose(0, 2, 1, 3)
-
-
-def merge_heads(x):
-    """(B, A, T, D) -> (B, T, C)"""
-    B, A, T, D = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, T, A * D)
+from minibert.layers.attention import merge_heads, split_heads
+from minibert.layers.linear import linear_backward
 
 
 def attention_steps_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads):
@@ -70,12 +63,10 @@ def attention_steps_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_hea
 
 def step01_output(dout, c):
     """forward: out = Ctx @ wo.T + bo.  (B, T, C) -> dCtx (B, T, C), dwo (C, C), dbo (C,)"""
-    # TODO: the linear layer's three gradients (Ctx and dout are 3-D).
+    # TODO: the linear layer's three gradients.
+    #   hint: you wrote linear_backward in exercise 1 (imported above); its cache is (input, weight).
     ### BEGIN SOLUTION
-    C = dout.shape[-1]
-    dCtx = dout @ c["wo"]
-    dwo = dout.reshape(-1, C).T @ c["Ctx"].reshape(-1, C)
-    dbo = dout.reshape(-1, C).sum(axis=0)
+    dCtx, dwo, dbo = linear_backward(dout, (c["Ctx"], c["wo"]))
     ### END SOLUTION
     return dCtx, dwo, dbo
 
@@ -201,11 +192,10 @@ def step13_projections(dQ, dK, dV, c):
     # TODO: three linear layers that share their input x.
     #   hint: x feeds all three, so dx is a sum of three terms.
     ### BEGIN SOLUTION
-    C = dQ.shape[-1]
-    x2 = c["x"].reshape(-1, C)
-    dx = dQ @ c["wq"] + dK @ c["wk"] + dV @ c["wv"]
-    dwq, dwk, dwv = (d.reshape(-1, C).T @ x2 for d in (dQ, dK, dV))
-    dbq, dbk, dbv = (d.reshape(-1, C).sum(axis=0) for d in (dQ, dK, dV))
+    dxq, dwq, dbq = linear_backward(dQ, (c["x"], c["wq"]))
+    dxk, dwk, dbk = linear_backward(dK, (c["x"], c["wk"]))
+    dxv, dwv, dbv = linear_backward(dV, (c["x"], c["wv"]))
+    dx = dxq + dxk + dxv
     ### END SOLUTION
     return dx, dwq, dbq, dwk, dbk, dwv, dbv
 
