@@ -101,3 +101,23 @@ def report_line(name, exact, approx):
     close = np.allclose(exact, approx, rtol=1e-5, atol=1e-8)
     maxdiff = float(np.max(np.abs(np.asarray(exact) - np.asarray(approx)))) if np.size(exact) else 0.0
     return f"{name:24s} | exact: {str(exact_ok):5s} | approx: {str(close):5s} | maxdiff: {maxdiff:.2e}"
+
+
+def perturb_parameters(model, seed=1):
+    """Give every parameter of ``model`` a non-trivial value before a gradient check; returns the model.
+
+    At BERT's initialisation (weights ~0.02, LayerNorm ones/zeros, biases zero) two things blunt a
+    check: ones and zeros hide bugs (a gain of 1 makes a missing ``* w`` invisible), and the gradients
+    of deep parameters are ~1e-5, where the ~1e-11 rounding of a centered difference is already a
+    relative error of 1e-6.  So: LayerNorm gains ``1 + 0.3 N(0,1)``, biases ``0.2 N(0,1)``, weights
+    ``0.15 N(0,1)``, wide enough that GELU and tanh leave their linear regime.
+    """
+    rng = np.random.default_rng(seed)
+    for name, p, _ in model.named_parameters():
+        if "LayerNorm.weight" in name:
+            p[...] = 1 + 0.3 * rng.standard_normal(p.shape)
+        elif name.endswith("bias"):
+            p[...] = 0.2 * rng.standard_normal(p.shape)
+        else:
+            p[...] = 0.15 * rng.standard_normal(p.shape)
+    return model

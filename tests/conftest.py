@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 
 import minibert
+from minibert.gradcheck import perturb_parameters  # noqa: F401  (tests import it from here)
 
 
 @pytest.fixture(params=["numpy", "numba"])
 def each_backend(request):
-    """Run a test under both kernel backends, then restore the previous one."""
-    if request.param == "numba":
-        pytest.importorskip("numba")
-        try:
-            from minibert import kernels  # noqa: F401
-        except ImportError:
-            pytest.xfail("minibert.kernels (numba twins) not built yet")
+    """Run a test under both kernel backends (numba is a core dependency: never skipped), then restore
+    the previous one."""
     previous = minibert.get_backend()
     minibert.set_backend(request.param)
     yield request.param
@@ -29,20 +25,6 @@ def small_config(**overrides):
               initializer_range=0.02)
     kw.update(overrides)
     return minibert.BertConfig(**kw)
-
-
-def perturb_parameters(model, seed=1):
-    """Give every LayerNorm gain/bias and every bias a non-trivial value (ones and zeros hide bugs),
-    and widen the weights so activations are not all in the linear regime."""
-    rng = np.random.default_rng(seed)
-    for name, p, _ in model.named_parameters():
-        if "LayerNorm.weight" in name:
-            p[...] = 1 + 0.3 * rng.standard_normal(p.shape)
-        elif name.endswith("bias"):
-            p[...] = 0.2 * rng.standard_normal(p.shape)
-        else:
-            p[...] = 0.15 * rng.standard_normal(p.shape)
-    return model
 
 
 def make_batch(config, B=3, T=9, seed=0, label_every=3):

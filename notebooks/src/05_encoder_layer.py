@@ -29,7 +29,7 @@ from IPython.display import Code
 import minibert
 from minibert import layers as L
 from minibert.corpus import synthetic_corpus, synthetic_vocabulary
-from minibert.gradcheck import check_layer, numerical_gradient_at, rel_error
+from minibert.gradcheck import check_layer, numerical_gradient_at, perturb_parameters, rel_error
 from minibert.model import BertModel
 from minibert.pretraining_data import PretrainingDataset
 
@@ -64,15 +64,8 @@ show(BertModel._layer_backward)
 cfg = minibert.BertConfig(vocab_size=23, hidden_size=12, num_hidden_layers=1, num_attention_heads=3,
                           intermediate_size=20, max_position_embeddings=8,
                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-bert = BertModel(cfg, seed=0, dtype=np.float64)
+bert = perturb_parameters(BertModel(cfg, seed=0, dtype=np.float64))  # gains != 1, biases != 0: see its docstring
 rng = np.random.default_rng(1)
-for name, p, _ in bert.named_parameters():
-    if "LayerNorm.weight" in name:
-        p[...] = 1 + 0.3 * rng.standard_normal(p.shape)
-    elif name.endswith("bias"):
-        p[...] = 0.2 * rng.standard_normal(p.shape)
-    else:
-        p[...] = 0.3 * rng.standard_normal(p.shape)
 x = rng.standard_normal((2, 6, 12))
 mask_add = L.attention_mask_to_additive(np.array([[1] * 6, [1, 1, 1, 1, 0, 0]]), np.float64)
 

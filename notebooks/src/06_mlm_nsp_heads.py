@@ -36,7 +36,7 @@ from IPython.display import Code
 
 import minibert
 from minibert.corpus import synthetic_corpus, synthetic_vocabulary
-from minibert.gradcheck import numerical_gradient_at, rel_error, report_line
+from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error, report_line
 from minibert.model import BertForPreTraining
 from minibert.pretraining_data import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
 
@@ -167,12 +167,8 @@ print(f"   (the decoder path alone: rel_error {rel_error(tied_g, ug['cls.predict
 # so small that the finite differences' own error (~1e-10) is no longer negligible next to them.
 
 # %%
-check_model = BertForPreTraining(cfg, seed=0, dtype=np.float64)
-r = np.random.default_rng(1)
-for name, p, _ in check_model.named_parameters():
-    p[...] = (1 + 0.3 * r.standard_normal(p.shape) if "LayerNorm.weight" in name
-              else 0.2 * r.standard_normal(p.shape) if name.endswith("bias") else 0.15 * r.standard_normal(p.shape))
-model = check_model
+model = perturb_parameters(BertForPreTraining(cfg, seed=0, dtype=np.float64))
+r = np.random.default_rng(1)  # which coordinates to check
 model(**batch), model.backward()
 loss = lambda: float(model(**batch).loss)
 grads = model.grad_state_dict()
