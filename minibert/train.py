@@ -35,7 +35,7 @@ class PretrainConfig:
     preset: str = "tiny"
     corpus: str = "default"          # "default" (CPython docs), "synthetic", or a text file path
     out: str = "runs/pretrain"
-    max_steps: int = 600
+    max_steps: int = 2500            # ~12 min on 2 cores (numba backend); see README for what it reaches
     minutes: Optional[float] = None  # stop earlier when this wall-clock budget is spent
     seed: int = 0
     batch_size: int = 32
@@ -46,9 +46,9 @@ class PretrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     dropout: float = 0.1
-    eval_every: int = 100
+    eval_every: int = 250
     eval_batches: int = 8
-    checkpoint_every: int = 100
+    checkpoint_every: int = 250
     resume: bool = False
     backend: Optional[str] = None
     debug: bool = False              # name the first kernel that produces a NaN/Inf (slower)
