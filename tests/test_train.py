@@ -76,6 +76,7 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NaNs/overflows are the point
 def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     out = str(tmp_path)
     with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step \d+; no checkpoint was written yet"):
@@ -100,6 +101,7 @@ def test_a_nan_gradient_mid_run_stops_with_the_last_good_checkpoint_intact(tmp_p
     assert meta["step"] == 4 and all(np.isfinite(a).all() for a in arrays.values())
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NaNs/overflows are the point
 def test_debug_mode_names_the_first_kernel_that_produced_a_non_finite_value():
     cfg = minibert.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                               intermediate_size=20, max_position_embeddings=12)
