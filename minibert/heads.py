@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from . import backend
-from .model import IGNORE_INDEX, BertModel, Module, _as_int_array, _check_config, _check_dtype, _shape
+from .model import IGNORE_INDEX, BertModel, _as_int_array, _check_config, _check_dtype, _shape, _WithEncoder
 
 
 @dataclass
@@ -67,7 +67,7 @@ def _fmt(loss):
     return "None" if loss is None else f"{float(loss):.4f}"
 
 
-class _BertWithHead(Module):
+class _BertWithHead(_WithEncoder):
     """What the three heads share: a ``BertModel`` child named ``bert.``, a config, a dtype."""
 
     add_pooling_layer = False
@@ -82,15 +82,6 @@ class _BertWithHead(Module):
         self.children = {"bert.": self.bert}
         self._init_rng = np.random.default_rng([seed, 3])  # the head's own stream: same encoder init as BertModel
         self._cache = None
-
-    @property
-    def dropout_rng(self):
-        """The generator every dropout mask of this model is drawn from (the encoder's)."""
-        return self.bert.dropout_rng
-
-    @dropout_rng.setter
-    def dropout_rng(self, rng):
-        self.bert.dropout_rng = rng
 
     def __repr__(self):
         c = self.config

@@ -433,7 +433,20 @@ class BertModel(Module):
         self.grads["embeddings.position_embeddings.weight"][:T] += demb.sum(axis=0)
 
 
-class BertForPreTraining(Module):
+class _WithEncoder(Module):
+    """A model built around a ``BertModel`` child ``self.bert``: the pretraining model and the heads."""
+
+    @property
+    def dropout_rng(self):
+        """The generator every dropout mask of this model is drawn from (the encoder's; checkpointed)."""
+        return self.bert.dropout_rng
+
+    @dropout_rng.setter
+    def dropout_rng(self, rng):
+        self.bert.dropout_rng = rng
+
+
+class BertForPreTraining(_WithEncoder):
     """BERT with its two pretraining heads: masked LM (tied decoder) and next-sentence prediction.
 
     ``out = model(input_ids, token_type_ids, attention_mask, labels, next_sentence_label)``;
@@ -464,15 +477,6 @@ class BertForPreTraining(Module):
         if not config.tie_word_embeddings:  # an own decoder matrix, starting equal to the embeddings
             self.params["cls.predictions.decoder.weight"] = self.bert.params["embeddings.word_embeddings.weight"].copy()
             self.grads["cls.predictions.decoder.weight"] = np.zeros_like(self.params["cls.predictions.decoder.weight"])
-
-    @property
-    def dropout_rng(self):
-        """The generator every dropout mask of this model is drawn from (its state is checkpointed)."""
-        return self.bert.dropout_rng
-
-    @dropout_rng.setter
-    def dropout_rng(self, rng):
-        self.bert.dropout_rng = rng
 
     def _decoder(self):
         """(module, name) holding the decoder matrix: the word embeddings when tied (BERT)."""
