@@ -12,6 +12,8 @@ Every helper runs the model in eval mode (dropout off) and puts it back in the m
 
 Shapes: ``N`` sentences, ``B`` batch, ``T`` sequence, ``C`` hidden, ``L`` layers, ``A`` heads.
 """
+import os
+
 import numpy as np
 
 from .train import fill_mask  # noqa: F401  (defined with the pretraining loop, which prints it; re-exported)
@@ -28,13 +30,14 @@ def _encoder(model):
     return encoder
 
 
-def _run_eval(encoder, **inputs):
-    was_training = encoder.training
-    encoder.eval()
+def _run_eval(model, **inputs):
+    """``model(**inputs)`` with dropout off, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
     try:
-        return encoder(**inputs)
+        return model(**inputs)
     finally:
-        encoder.train(was_training)
+        model.train(was_training)
 
 
 def mean_pool(last_hidden_state, attention_mask):
@@ -112,8 +115,6 @@ def attention_maps(model, tokenizer, text, text_pair=None):
 def load_pretraining_model(path, verbose=False):
     """-> (BertForPreTraining, BertTokenizer) from a `minibert pretrain` output or a transformers-format
     directory (config.json, model.safetensors, vocab.txt; ``path`` itself or ``path/model``)."""
-    import os
-
     from .finetune import resolve_model_dir
     from .model import BertForPreTraining
     from .tokenizer import BertTokenizer
@@ -136,12 +137,8 @@ def next_sentence_probability(model, tokenizer, text_a, text_b):
         raise TypeError(f"model must be a BertForPreTraining (it has the NSP head), got {type(model).__name__}")
     enc = tokenizer(text_a, text_b, truncation=True, max_length=model.config.max_position_embeddings,
                     return_tensors="np")  # (1, T)
-    was_training = model.training
-    model.eval()
-    try:
-        out = model(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
-    finally:
-        model.train(was_training)
+    out = _run_eval(model, input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"],
+                    attention_mask=enc["attention_mask"])
     z = out.seq_relationship_logits[0].astype(np.float64)  # (2,)
     p = np.exp(z - z.max())
     return float(p[0] / p.sum())
