@@ -35,9 +35,9 @@ import numpy as np
 from . import backend
 from .checkpoint import atomic_write_bytes
 from .heads import BertForSequenceClassification
-from .optim import AdamW, clip_grad_norm, linear_warmup_decay
+from .optim import AdamW
 from .progress import Progress
-from .train import PRESETS, build_vocab, save_training_state, start_or_resume
+from .train import PRESETS, build_vocab, save_training_state, start_or_resume, training_step
 
 TASKS = ("stdlib-packages",)
 STDLIB_PACKAGES = ("asyncio", "email", "idlelib", "distutils", "xml", "importlib")
@@ -355,14 +355,7 @@ def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
                 stopped_early = True
                 break
             batch = data.next_batch()
-            out = model(**batch)
-            if not np.isfinite(out.loss):
-                raise FloatingPointError(f"non-finite loss {out.loss} at step {step}; the last good "
-                                         f"checkpoint is {ckpt_path}")
-            model.backward()
-            grad_norm = clip_grad_norm(model, cfg.max_grad_norm)
-            opt.lr = linear_warmup_decay(step, cfg.max_steps, cfg.warmup_steps, cfg.lr)
-            opt.step()
+            out, grad_norm = training_step(model, opt, batch, step, cfg, ckpt_path)
             step += 1
             acc = float((out.logits.argmax(-1) == batch["labels"]).mean())
             rec = {"step": step, "loss": float(out.loss), "accuracy": acc, "lr": opt.lr, "grad_norm": grad_norm}

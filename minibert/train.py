@@ -214,6 +214,25 @@ def start_or_resume(out, resume, model, opt, data, log=print):
     return ckpt_path, log_path, 0, {"eval": []}
 
 
+def training_step(model, opt, batch, step, cfg, ckpt_path):
+    """One update (shared by pretraining and fine-tuning): forward, backward, clip the gradient norm
+    to ``cfg.max_grad_norm``, set the scheduled learning rate, AdamW.  -> (output, gradient norm).
+
+    A NaN/Inf loss or gradient stops the run here, naming the update (``step + 1``) and the last good
+    checkpoint, before the optimizer can write it into the weights."""
+    out = model(**batch)
+    if not np.isfinite(out.loss):
+        raise FloatingPointError(f"non-finite loss {out.loss} at step {step + 1}; " + _last_good(ckpt_path))
+    model.backward()
+    grad_norm = clip_grad_norm(model, cfg.max_grad_norm)
+    if not math.isfinite(grad_norm):
+        raise FloatingPointError(f"non-finite gradient norm at step {step + 1}; "
+                                 + _last_good(ckpt_path) + " (--debug names the kernel that made it)")
+    opt.lr = linear_warmup_decay(step, cfg.max_steps, cfg.warmup_steps, cfg.lr)
+    opt.step()
+    return out, grad_norm
+
+
 def pretrain(cfg: PretrainConfig):
     """Run (or resume) a pretraining job; returns the metrics dict also written to metrics.json."""
     from .pretraining_data import PretrainingDataset
@@ -253,17 +272,7 @@ def pretrain(cfg: PretrainConfig):
                 stopped_early = True
                 break
             batch = data.next_batch()
-            out = model(**batch)
-            if not np.isfinite(out.loss):
-                raise FloatingPointError(f"non-finite loss {out.loss} at step {step + 1}; "
-                                         + _last_good(ckpt_path))
-            model.backward()
-            grad_norm = clip_grad_norm(model, cfg.max_grad_norm)
-            if not math.isfinite(grad_norm):
-                raise FloatingPointError(f"non-finite gradient norm at step {step + 1}; "
-                                         + _last_good(ckpt_path) + " (--debug names the kernel that made it)")
-            opt.lr = linear_warmup_decay(step, cfg.max_steps, cfg.warmup_steps, cfg.lr)
-            opt.step()
+            out, grad_norm = training_step(model, opt, batch, step, cfg, ckpt_path)
             step += 1
             tokens_seen += int(batch["attention_mask"].sum())
             m = batch_metrics(out, batch)

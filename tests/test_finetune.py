@@ -101,8 +101,9 @@ def test_a_run_interrupted_and_resumed_ends_exactly_where_an_uninterrupted_run_e
     task = topic_task()
     full = ft.finetune(_cfg(tiny_model_dir, tmp_path / "full", max_steps=12, checkpoint_every=4, eval_every=6), task)
 
+    import minibert.train as train  # training_step, shared with pretraining, does the clipping
     calls = {"n": 0}
-    real_clip = ft.clip_grad_norm
+    real_clip = train.clip_grad_norm
 
     def crash_on_step_7(model, max_norm):
         calls["n"] += 1
@@ -110,11 +111,11 @@ def test_a_run_interrupted_and_resumed_ends_exactly_where_an_uninterrupted_run_e
             raise KeyboardInterrupt("simulated crash during step 7")
         return real_clip(model, max_norm)
 
-    monkeypatch.setattr(ft, "clip_grad_norm", crash_on_step_7)
+    monkeypatch.setattr(train, "clip_grad_norm", crash_on_step_7)
     cfg = _cfg(tiny_model_dir, tmp_path / "killed", max_steps=12, checkpoint_every=4, eval_every=6)
     with pytest.raises(KeyboardInterrupt):
         ft.finetune(cfg, task)
-    monkeypatch.setattr(ft, "clip_grad_norm", real_clip)
+    monkeypatch.setattr(train, "clip_grad_norm", real_clip)
     resumed = ft.finetune(ft.FinetuneConfig(**{**cfg.__dict__, "resume": True}), task)  # resumes at step 4
     assert resumed["eval"] == full["eval"]
     a = minibert.BertForSequenceClassification.from_pretrained(str(tmp_path / "full" / "model"), verbose=False)
@@ -221,3 +222,11 @@ def test_attention_maps_are_one_probability_row_per_query_for_every_layer_and_he
     assert probs.shape == (1, 2, 10, 10)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     assert model.training  # restored
+
+
+def test_a_nan_gradient_stops_fine_tuning_with_the_step_named(tiny_model_dir, tmp_path, monkeypatch):
+    """Fine-tuning shares pretraining's training_step, so it has the same non-finite guards."""
+    import minibert.train as train
+    monkeypatch.setattr(train, "clip_grad_norm", lambda model, max_norm: float("nan"))
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient norm at step 1; no checkpoint was written yet"):
+        ft.finetune(_cfg(tiny_model_dir, tmp_path / "nan", max_steps=4, checkpoint_every=2, eval_every=2), topic_task())
