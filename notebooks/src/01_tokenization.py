@@ -13,7 +13,6 @@
 # *attention mask* (1 for real tokens, 0 for padding). See [`docs/concepts.md`](../docs/concepts.md) §7.
 
 # %%
-import inspect
 import os
 import tempfile
 import time
@@ -21,15 +20,11 @@ from collections import Counter
 
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert.corpus import load_default_corpus
 from minibert.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
-
-def show(obj):
-    """The library's source code of ``obj``: what you read is what runs."""
-    return Code(inspect.getsource(obj), language="python")
 
 workdir = tempfile.mkdtemp(prefix="minibert-lesson01-")
 

@@ -21,30 +21,19 @@
 # Full derivation: [`docs/backward/embedding.md`](../docs/backward/embedding.md).
 
 # %%
-import inspect
 import os
 import tempfile
 
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
 from minibert.corpus import synthetic_vocabulary
 from minibert.gradcheck import check_layer, report_line
 
 minibert.set_backend("numpy")
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
-
-def show_lines(obj, first, last):
-    """The lines of ``obj``'s source from the one containing ``first`` to the one containing ``last``."""
-    lines = inspect.getsource(obj).splitlines()
-    i = next(n for n, l in enumerate(lines) if first in l)
-    j = next(n for n, l in enumerate(lines) if n >= i and last in l)
-    return Code("\n".join(lines[i:j + 1]), language="python")
 
 # %% [markdown]
 # ## Implement: the library's lookup and scatter-add
@@ -74,10 +63,10 @@ print("np.add.at         row 3:", right[3], " <- 1 + 10")
 
 # %%
 from minibert.model import BertModel
-show_lines(BertModel.forward, "we, c_we", "mask_add =")
+show(BertModel.forward, "we, c_we", "mask_add =")
 
 # %%
-show_lines(BertModel.backward, "# forward: x = dropout(LayerNorm", "position_embeddings.weight\"][:T]")
+show(BertModel.backward, "# forward: x = dropout(LayerNorm", "position_embeddings.weight\"][:T]")
 
 # %% [markdown]
 # ## Check: a gradient check of the whole embedding block

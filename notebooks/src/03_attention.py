@@ -27,24 +27,20 @@
 # [`docs/backward/attention.md`](../docs/backward/attention.md), [`softmax.md`](../docs/backward/softmax.md).
 
 # %%
-import inspect
 import math
 import os
 import tempfile
 
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
 from minibert.gradcheck import check_layer, report_line
 from minibert.plots import plot_attention
 
 minibert.set_backend("numpy")
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
 
 # %% [markdown]
 # Why divide by $\sqrt{D}$? With query and key entries of variance 1, $q \cdot k$ is a sum of $D$

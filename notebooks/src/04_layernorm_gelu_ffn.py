@@ -4,21 +4,17 @@
 # Three pieces of every encoder layer. Each: derive, the library's code, a gradient check, a plot.
 
 # %%
-import inspect
 
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
 from minibert.gradcheck import check_layer
 
 minibert.set_backend("numpy")
 rng = np.random.default_rng(0)
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
 
 def print_errors(errors, expect=1e-7):
     for name, e in errors.items():

@@ -18,15 +18,14 @@
 # for why shared values accumulate gradients.
 
 # %%
-import inspect
 import os
 import tempfile
 
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
 from minibert.corpus import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import check_layer, numerical_gradient_at, perturb_parameters, rel_error
@@ -34,9 +33,6 @@ from minibert.model import BertModel
 from minibert.pretraining_data import PretrainingDataset
 
 minibert.set_backend("numpy")
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
 
 # %% [markdown]
 # ## Implement: the model's layer, forward and backward side by side

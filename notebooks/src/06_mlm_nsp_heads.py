@@ -24,7 +24,6 @@
 # masking bug) and the tied gradient is a sum over both uses ([`tied_weights.md`](../docs/backward/tied_weights.md)).
 
 # %%
-import inspect
 import os
 import random
 import tempfile
@@ -32,24 +31,15 @@ from collections import Counter
 
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert.corpus import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error, report_line
 from minibert.model import BertForPreTraining
 from minibert.pretraining_data import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
 
 minibert.set_backend("numpy")
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
-
-def show_lines(obj, first, last):
-    lines = inspect.getsource(obj).splitlines()
-    i = next(n for n, l in enumerate(lines) if first in l)
-    j = next(n for n, l in enumerate(lines) if n >= i and last in l)
-    return Code("\n".join(lines[i:j + 1]), language="python")
 
 workdir = tempfile.mkdtemp(prefix="minibert-lesson06-")
 with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
@@ -94,14 +84,14 @@ for k in ("[MASK]", "random word", "unchanged"):
 # matrix product of a step (P × C × V). The decoder weight is `owner.params[name]`, the word embeddings.
 
 # %%
-show_lines(BertForPreTraining.forward, "# MLM head", "losses = [")
+show(BertForPreTraining.forward, "# MLM head", "losses = [")
 
 # %% [markdown]
 # And the backward of the head: the decoder's weight gradient is *accumulated* into the word
 # embeddings' gradient (`owner._acc`), which the embedding lookup will add to as well.
 
 # %%
-show_lines(BertForPreTraining.backward, "if c_mlm is not None:", "self.bert.backward(")
+show(BertForPreTraining.backward, "if c_mlm is not None:", "self.bert.backward(")
 
 # %% [markdown]
 # ## Check

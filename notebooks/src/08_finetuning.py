@@ -34,7 +34,6 @@
 # first logits are near 0 and the first loss is about $\ln K$.
 
 # %%
-import inspect
 import os
 import tempfile
 
@@ -42,17 +41,14 @@ import tempfile
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 from minibert import finetune as ft
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error
 from minibert.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 
 minibert.set_backend("numpy")  # the lessons run the readable NumPy references
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
 
 # %% [markdown]
 # ## Implement

