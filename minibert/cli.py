@@ -14,30 +14,46 @@ import argparse
 import sys
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: ...)" to an option's help, except for flags and options that default to None."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_pretrain(sub):
     from .train import PRESETS, PretrainConfig
     d = PretrainConfig()
-    p = sub.add_parser("pretrain", help="pretrain a BERT with MLM + NSP on a corpus")
+    p = sub.add_parser("pretrain", help="pretrain a BERT with MLM + NSP on a corpus",
+                       formatter_class=_ShowDefaults)
     p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset,
                    help="tiny: L=2 H=128 A=2 F=512; mini: L=4 H=256 A=4 F=1024 (T=128 for both)")
     p.add_argument("--corpus", default=d.corpus,
                    help="'default' (CPython's own documentation, no download), 'synthetic', or a text file "
                         "in google-research/bert's format (one sentence per line, blank line between documents)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps in all")
     p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the initialisation, dropout, NSP pairing, masking and batch order (and the synthetic corpus)")
     p.add_argument("--out", default=d.out, help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
-    p.add_argument("--vocab-size", type=int, default=d.vocab_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--backend", choices=["numba", "numpy"], default=None)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
+    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
+                   help="tokens per sequence, [CLS] A [SEP] B [SEP] included")
+    p.add_argument("--vocab-size", type=int, default=d.vocab_size,
+                   help="WordPiece vocabulary trained on the corpus (OUT/vocab.txt is reused when present)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="linear warmup to --lr, then linear decay to 0 at --max-steps")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints (OUT/checkpoint.safetensors)")
+    p.add_argument("--backend", choices=["numba", "numpy"], default=None,
+                   help="numba kernels or the NumPy reference (default: $MINIBERT_BACKEND if set, else numba)")
     p.add_argument("--debug", action="store_true", help="name the first kernel that produces a NaN/Inf")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or evaluation lines")
 
 
 def main(argv=None):

@@ -152,6 +152,20 @@ def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
     assert r.returncode != 0 and message in r.stderr, r.stderr
 
 
+def test_pretrain_help_explains_every_option_and_shows_the_defaults_of_the_config(capsys):
+    from minibert.cli import main
+    from minibert.train import PretrainConfig
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    d = PretrainConfig()
+    for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", d.lr),
+                            ("--warmup-steps", d.warmup_steps), ("--vocab-size", d.vocab_size)]:
+        after_option = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
+        assert after_option.split("(default: ", 1)[1].startswith(f"{default})"), option
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
 def test_cli_rejects_an_empty_corpus_and_one_too_small_for_a_batch(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
