@@ -14,7 +14,7 @@ import argparse
 import sys
 
 
-class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+class ShowDefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Append "(default: ...)" to an option's help, except for flags and options that default to None."""
 
     def _get_help_string(self, action):
@@ -27,7 +27,7 @@ def _add_pretrain(sub):
     from .train import PRESETS, PretrainConfig
     d = PretrainConfig()
     p = sub.add_parser("pretrain", help="pretrain a BERT with MLM + NSP on a corpus",
-                       formatter_class=_ShowDefaults)
+                       formatter_class=ShowDefaultsFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset,
                    help="tiny: L=2 H=128 A=2 F=512; mini: L=4 H=256 A=4 F=1024 (T=128 for both)")
     p.add_argument("--corpus", default=d.corpus,
@@ -64,7 +64,7 @@ def main(argv=None):
     sub.add_parser("demo", help="gradient-check a tiny BERT and compare it with transformers")
     p = sub.add_parser("fill-mask", help="the top-k tokens (with probabilities) for every [MASK] in a text")
     p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="how many candidates to print per [MASK] (default: 5)")
     p.add_argument("text", help='e.g. "the [MASK] statement raises an exception"')
     p = sub.add_parser("nsp", help="the probability that sentence B follows sentence A (next sentence prediction)")
     p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")

@@ -483,8 +483,9 @@ def plot_comparison(runs, out_path=None, ax=None):
 # -- the command line ------------------------------------------------------------------------------
 def add_subparser(sub):
     """``minibert finetune``: the arguments mirror ``FinetuneConfig``."""
+    from .cli import ShowDefaultsFormatter
     d = FinetuneConfig()
-    p = sub.add_parser("finetune", help="fine-tune a sequence classifier (pretrained or random start) on a built-in task",
+    p = sub.add_parser("finetune", formatter_class=ShowDefaultsFormatter, help="fine-tune a sequence classifier (pretrained or random start) on a built-in task",
                        description="Fine-tune BertForSequenceClassification on the built-in task "
                                    "'stdlib-packages' (which standard-library package does a docstring sentence "
                                    "come from; held out by module). Writes log.jsonl, checkpoint.safetensors, "
@@ -496,24 +497,32 @@ def add_subparser(sub):
                    help="random weights with --model's architecture and vocabulary (the baseline)")
     p.add_argument("--compare", action="store_true",
                    help="run both starts (OUT/pretrained, OUT/random) and plot OUT/comparison.png")
-    p.add_argument("--task", choices=TASKS, default=d.task)
-    p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset)
+    p.add_argument("--task", choices=TASKS, default=d.task, help="the built-in labelled task")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset,
+                   help="the architecture of a random start without --model")
     p.add_argument("--out", default=d.out, help="output directory")
-    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps per start")
     p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the initialisation (the classifier, or all of a random start), dropout, "
+                        "batch order and the --max-train-per-class subset")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sentences per step")
+    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
+                   help="longer sentences are truncated")
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help="peak learning rate of AdamW (a full-size BERT wants ~5e-5)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="linear warmup to --lr, then linear decay to 0 at --max-steps")
     p.add_argument("--dropout", type=float, default=None, help="override the model's dropout")
     p.add_argument("--max-train-per-class", type=int, default=None,
                    help="use at most this many labelled sentences per class (the few-label regime)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints (OUT/checkpoint.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    p.add_argument("--backend", choices=["numba", "numpy"], default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--backend", choices=["numba", "numpy"], default=None,
+                   help="numba kernels or the NumPy reference (default: $MINIBERT_BACKEND if set, else numba)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or evaluation lines")
     return p
 
 

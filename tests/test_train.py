@@ -152,18 +152,23 @@ def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
     assert r.returncode != 0 and message in r.stderr, r.stderr
 
 
-def test_pretrain_help_explains_every_option_and_shows_the_defaults_of_the_config(capsys):
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command, capsys):
     from minibert.cli import main
+    from minibert.finetune import FinetuneConfig
     from minibert.train import PretrainConfig
     with pytest.raises(SystemExit):
-        main(["pretrain", "--help"])
+        main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    d = PretrainConfig()
+    d = PretrainConfig() if command == "pretrain" else FinetuneConfig()
     for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", d.lr),
-                            ("--warmup-steps", d.warmup_steps), ("--vocab-size", d.vocab_size)]:
+                            ("--warmup-steps", d.warmup_steps), ("--seed", d.seed)]:
         after_option = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
         assert after_option.split("(default: ", 1)[1].startswith(f"{default})"), option
     assert "(default: None)" not in text and "(default: False)" not in text
+    options = text.split("options:")[1]
+    for metavar in ("MAX_STEPS", "BATCH_SIZE", "LR", "SEED", "EVAL_EVERY", "CHECKPOINT_EVERY"):
+        assert not options.split(f" {metavar} ")[1].startswith("--"), f"{metavar} has no help text"
 
 
 def test_cli_rejects_an_empty_corpus_and_one_too_small_for_a_batch(tmp_path):
