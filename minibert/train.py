@@ -109,6 +109,16 @@ def build_vocab(train_docs, vocab_size, path, verbose=True):
 
 
 # -- evaluation ------------------------------------------------------------------------------------
+def heldout_batches(cfg, tokenizer, heldout_docs):
+    """The fixed held-out set of a run: the first ``cfg.eval_batches`` batches of the held-out documents,
+    masked once (static masking, seed ``cfg.seed + 1``), the same at every evaluation."""
+    from .pretraining_data import PretrainingDataset
+    heldout = PretrainingDataset(heldout_docs, tokenizer, max_seq_length=cfg.max_seq_length,
+                                 batch_size=cfg.batch_size, seed=cfg.seed + 1, dynamic_masking=False,
+                                 drop_last=False)
+    return [b for _, b in zip(range(cfg.eval_batches), heldout.epoch_batches(0))]
+
+
 def evaluate(model, batches, unigram_token=None):
     """Held-out MLM loss/accuracy and NSP loss/accuracy (eval mode, dropout off), averaged per
     prediction.  ``unigram_mlm_accuracy``: always guessing ``unigram_token`` at the same positions."""
@@ -248,10 +258,7 @@ def pretrain(cfg: PretrainConfig):
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
     data = PretrainingDataset(train_docs, tokenizer, max_seq_length=cfg.max_seq_length,
                               batch_size=cfg.batch_size, seed=cfg.seed)
-    heldout = PretrainingDataset(heldout_docs, tokenizer, max_seq_length=cfg.max_seq_length,
-                                 batch_size=cfg.batch_size, seed=cfg.seed + 1, dynamic_masking=False,
-                                 drop_last=False)
-    eval_batches = [b for _, b in zip(range(cfg.eval_batches), heldout.epoch_batches(0))]
+    eval_batches = heldout_batches(cfg, tokenizer, heldout_docs)
     unigram_token = data.most_frequent_label()
     log(f"data: {data!r}\nheld-out: {len(eval_batches)} batches; most frequent token "
         f"{tokenizer.convert_ids_to_tokens(int(unigram_token))!r}")

@@ -34,6 +34,23 @@ def test_pretrain_writes_metrics_curves_log_and_a_model_that_loads_back(tmp_path
     assert model(enc["input_ids"]).prediction_logits.shape == (1, enc["input_ids"].shape[1], len(tok.vocab))
 
 
+def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_evaluated_on(tmp_path):
+    """benchmarks/diagnose_pretraining.py explains the README's figures, so it must measure the very
+    predictions metrics.json scored: its model accuracy equals the run's, to the last bit."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "diagnose_pretraining.py")
+    spec = importlib.util.spec_from_file_location("diagnose_pretraining", path)
+    diagnosis = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnosis)
+    out = str(tmp_path / "run")
+    metrics = pretrain(PretrainConfig(out=out, max_steps=30, lr=2e-3, **SMALL))
+    [found] = diagnosis.main([out])
+    assert found["model_accuracy"] == metrics["eval"]["mlm_accuracy"]
+    # the synthetic corpus is built so that neighbours say a lot: counting them beats the unigram guess
+    assert found["counts_accuracy"] > 1.5 * metrics["eval"]["unigram_mlm_accuracy"]
+    assert found["attention_offsets"].shape == (2, 2, 3) and 0 < found["uniform_attention"] < 1
+
+
 def test_training_reduces_the_loss_on_the_synthetic_corpus(tmp_path):
     metrics = pretrain(PretrainConfig(out=str(tmp_path), max_steps=60, lr=2e-3, **SMALL))
     hist = metrics["eval_history"]
