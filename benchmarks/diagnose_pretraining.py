@@ -84,14 +84,21 @@ def diagnose(run_dir, counts_cache):
     totals = Counter()
     num_layers, num_heads = model.config.num_hidden_layers, model.config.num_attention_heads
     offsets = np.zeros((num_layers, num_heads, 3))  # mean attention on the token at offset -1, 0, +1
-    uniform = []
+    pair_count, uniform_sum, uniform_count = np.zeros(3), 0.0, 0.0
     for b in batches:
         out = model(**b)
         enc = model.bert(b["input_ids"], b["token_type_ids"], b["attention_mask"], output_attentions=True)
-        for layer, probs in enumerate(enc.attentions):  # (B, A, T, T)
-            for j, o in enumerate((-1, 0, 1)):
-                offsets[layer, :, j] += np.diagonal(probs, offset=o, axis1=2, axis2=3).mean(axis=(0, 2))
-        uniform.append(np.mean(1.0 / b["attention_mask"].sum(axis=1)))
+        mask = b["attention_mask"].astype(np.float64)                    # (B, T)
+        pairs = mask[:, :, None] * mask[:, None, :]                        # (B, T, T) query and key both real
+        for j, o in enumerate((-1, 0, 1)):
+            valid = np.diagonal(pairs, offset=o, axis1=1, axis2=2)         # (B, T - |o|)
+            for layer, probs in enumerate(enc.attentions):                 # (B, A, T, T)
+                on_offset = np.diagonal(probs, offset=o, axis1=2, axis2=3)  # (B, A, T - |o|)
+                offsets[layer, :, j] += (on_offset * valid[:, None]).sum(axis=(0, 2))
+            pair_count[j] += valid.sum()
+        n_real = mask.sum(axis=1)
+        uniform_sum += np.sum((n_real - 1) / n_real)                       # 1/n on each real neighbour pair
+        uniform_count += np.sum(n_real - 1)
         T = b["input_ids"].shape[1]
         labels = b["labels"].reshape(-1)[out.masked_positions]
         guesses = out.prediction_logits.argmax(-1)
@@ -105,7 +112,8 @@ def diagnose(run_dir, counts_cache):
             totals[k] += 1
             hits["model"][k] += int(guess == label)
             hits["counts"][k] += int(counts.predict(neighbour(t - 1), neighbour(t + 1)) == label)
-    offsets /= len(batches)
+    offsets /= pair_count
+    uniform = uniform_sum / uniform_count
 
     n = sum(totals.values())
     print(f"\n== {run_dir}: {metrics['steps']} steps, {metrics['seconds'] / 60:.1f} min of training; "
@@ -116,7 +124,7 @@ def diagnose(run_dir, counts_cache):
         print(f"{k:<22s}{totals[k] / n:>7.2f}{hits['model'][k] / max(totals[k], 1):>8.3f}"
               f"{hits['counts'][k] / max(totals[k], 1):>18.3f}")
     print(f"{'all':<22s}{1:>7.2f}{sum(hits['model'].values()) / n:>8.3f}{sum(hits['counts'].values()) / n:>18.3f}")
-    print(f"attention on offsets -1 / 0 / +1 (a position-blind head: {np.mean(uniform):.3f} each)")
+    print(f"attention on offsets -1 / 0 / +1 (a position-blind head: {uniform:.3f} each)")
     for layer in range(num_layers):
         for head in range(num_heads):
             print(f"  layer {layer} head {head}: " + " / ".join(f"{p:.3f}" for p in offsets[layer, head]))
@@ -125,7 +133,7 @@ def diagnose(run_dir, counts_cache):
     cos1, cos20 = np.mean(np.sum(P[1:] * P[:-1], axis=1)), np.mean(np.sum(P[20:] * P[:-20], axis=1))
     print(f"position embeddings: mean cos(p_t, p_t+1) = {cos1:.3f}, cos(p_t, p_t+20) = {cos20:.3f}")
     return {"model_accuracy": sum(hits["model"].values()) / n, "counts_accuracy": sum(hits["counts"].values()) / n,
-            "attention_offsets": offsets, "uniform_attention": float(np.mean(uniform)), "position_cos": cos1}
+            "attention_offsets": offsets, "uniform_attention": float(uniform), "position_cos": cos1}
 
 
 def main(argv=None):
