@@ -1,7 +1,7 @@
 """The ``minibert`` command (also ``python -m minibert``).
 
     minibert pretrain [--preset tiny|mini] [--corpus default|synthetic|FILE] [--max-steps N]
-                      [--minutes M] [--seed S] [--out DIR] [--resume] [--backend numba|numpy]
+                      [--minutes M] [--seed S] [--out DIR] [--resume] [--backend numba|numpy] ...
     minibert finetune [--model PRETRAIN_OUT|HF_DIR] [--random-init | --compare] [--max-steps N] [--out DIR]
                       fine-tune a classifier on the built-in task (pretrained vs random start)
     minibert fill-mask --model OUT [--top-k K] "the [MASK] statement raises an exception"
@@ -47,6 +47,10 @@ def _add_pretrain(sub):
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
                    help="linear warmup to --lr, then linear decay to 0 at --max-steps")
+    p.add_argument("--short-seq-length", type=int, default=d.short_seq_length,
+                   help="tokens per sequence during the sequence-length warmup")
+    p.add_argument("--short-seq-fraction", type=float, default=d.short_seq_fraction,
+                   help="the first this fraction of the steps trains on short sequences (0: off)")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints (OUT/checkpoint.safetensors)")
@@ -82,7 +86,8 @@ def main(argv=None):
                 preset=args.preset, corpus=args.corpus, out=args.out, max_steps=args.max_steps,
                 minutes=args.minutes, seed=args.seed, batch_size=args.batch_size,
                 max_seq_length=args.max_seq_length, vocab_size=args.vocab_size, lr=args.lr,
-                warmup_steps=args.warmup_steps, eval_every=args.eval_every,
+                warmup_steps=args.warmup_steps, short_seq_length=args.short_seq_length,
+                short_seq_fraction=args.short_seq_fraction, eval_every=args.eval_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, backend=args.backend,
                 debug=args.debug, verbose=not args.quiet)
             pretrain(cfg)

@@ -38,7 +38,7 @@ def plot_curves(log_path, eval_history, out_path, unigram=None):
     if eval_history:
         ax.plot([e["step"] for e in eval_history], [e["mlm_loss"] for e in eval_history], "o-", color="C3",
                 label="held-out MLM loss")
-    ax.set_xlabel("step"), ax.set_title("masked LM loss"), ax.legend()
+    ax.set_xlabel("step"), ax.set_title("masked LM loss")
     ax = axes[1]
     ax.plot(steps, [r["nsp_loss"] for r in rows], alpha=0.25, color="C1")
     ax.plot(steps, smooth([r["nsp_loss"] for r in rows]), color="C1", label="train NSP loss")
@@ -46,7 +46,7 @@ def plot_curves(log_path, eval_history, out_path, unigram=None):
         ax.plot([e["step"] for e in eval_history], [e["nsp_loss"] for e in eval_history], "o-", color="C3",
                 label="held-out NSP loss")
     ax.axhline(np.log(2), ls=":", color="gray", label="chance (ln 2)")
-    ax.set_xlabel("step"), ax.set_title("next sentence prediction loss"), ax.legend()
+    ax.set_xlabel("step"), ax.set_title("next sentence prediction loss")
     ax = axes[2]
     if eval_history:
         es = [e["step"] for e in eval_history]
@@ -54,7 +54,15 @@ def plot_curves(log_path, eval_history, out_path, unigram=None):
         ax.plot(es, [e["nsp_accuracy"] for e in eval_history], "s-", label="held-out NSP accuracy")
     if unigram is not None:
         ax.axhline(unigram, ls=":", color="gray", label="most-frequent-token baseline")
-    ax.set_ylim(0, 1), ax.set_xlabel("step"), ax.set_title("held-out accuracy"), ax.legend()
+    ax.set_ylim(0, 1), ax.set_xlabel("step"), ax.set_title("held-out accuracy")
+    lengths = [r.get("seq_len") for r in rows]
+    switch = next((r["step"] for r, a, b in zip(rows[1:], lengths, lengths[1:]) if a and b and b > a), None)
+    if switch is not None:  # the end of a sequence-length warmup
+        for i, ax in enumerate(axes):
+            ax.axvline(switch, ls="--", color="gray", lw=1,
+                       label=f"{lengths[0]} -> {lengths[-1]} tokens per sequence" if i == 2 else None)
+    for ax in axes:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

@@ -43,6 +43,8 @@ class PretrainConfig:
     vocab_size: int = 8192
     lr: float = 1e-3
     warmup_steps: int = 60
+    short_seq_length: int = 16       # sequence-length warmup: the first short_seq_fraction of the steps
+    short_seq_fraction: float = 0.25  # train on short sequences (same tokens per batch); 0 turns it off
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     dropout: float = 0.1
@@ -63,6 +65,10 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.max_seq_length, int) or self.max_seq_length < 8:
             raise ValueError(f"max_seq_length must be an integer >= 8, got {self.max_seq_length!r}")
+        if not isinstance(self.short_seq_length, int) or self.short_seq_length < 8:
+            raise ValueError(f"short_seq_length must be an integer >= 8, got {self.short_seq_length!r}")
+        if not 0 <= self.short_seq_fraction < 1:
+            raise ValueError(f"short_seq_fraction must be in [0, 1), got {self.short_seq_fraction!r}")
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
         if not 0 <= self.dropout < 1:
@@ -71,6 +77,13 @@ class PretrainConfig:
             raise FileNotFoundError(f"corpus file not found: {self.corpus!r} "
                                     "(use 'default', 'synthetic', or a text file: one sentence per line, "
                                     "a blank line between documents)")
+
+    @property
+    def short_seq_steps(self):
+        """Steps of the sequence-length warmup (0 when it is off or the sequences are short anyway)."""
+        if self.short_seq_length >= self.max_seq_length:
+            return 0
+        return int(self.short_seq_fraction * self.max_steps)
 
     def model_config(self, vocab_size):
         return BertConfig(vocab_size=vocab_size, max_position_embeddings=self.max_seq_length,
@@ -106,6 +119,61 @@ def build_vocab(train_docs, vocab_size, path, verbose=True):
             print(f"trained a {vocab_size}-piece WordPiece vocabulary in {time.perf_counter() - t:.1f}s -> {path}")
     from .tokenizer import BertTokenizer
     return BertTokenizer(path)
+
+
+class SequenceLengthWarmup:
+    """Pretraining batches whose sequence length grows: ``short`` batches for the first ``short_steps``
+    steps, then ``full`` ones (both are ``PretrainingDataset``).
+
+    Why: at BERT's random initialisation every attention head is position-blind, and over a 128-token
+    sequence the gradient that would teach a head to look at its neighbours is diluted 1/128.  On
+    16-token sequences (8x as many per batch, so the same tokens per step) heads learn to look at the
+    next and the previous token, and once the sequences are full length the model builds on them.
+    google-research/bert also trains short sequences first (128 tokens for 90% of the steps, then 512).
+    The masking is BERT's at both lengths; see docs/pretraining.md for what it buys.
+    """
+
+    def __init__(self, short, full, short_steps):
+        self.short, self.full, self.short_steps = short, full, int(short_steps)
+
+    def batch(self, step):
+        """The batch for 0-based ``step``."""
+        return (self.short if step < self.short_steps else self.full).next_batch()
+
+    def most_frequent_label(self):
+        return self.full.most_frequent_label()
+
+    def state_dict(self):
+        return {"short": self.short.state_dict() if self.short is not None else None,
+                "full": self.full.state_dict()}
+
+    def load_state_dict(self, state):
+        """Continue both streams where they were.  The number of short steps is this run's (like the learning
+        rate schedule, it follows ``--max-steps``), so a finished run can be resumed for longer."""
+        if not isinstance(state, dict) or not {"short", "full"} <= set(state):
+            raise ValueError("the checkpoint's data state has no 'short' and 'full' streams: it was written by "
+                             "an older minibert; start a new run")
+        self.full.load_state_dict(state["full"])
+        if self.short is not None and state["short"] is not None:
+            self.short.load_state_dict(state["short"])
+
+    def __repr__(self):
+        return (f"SequenceLengthWarmup(steps 1-{self.short_steps}: {self.short!r}; then: {self.full!r})"
+                if self.short_steps else repr(self.full))
+
+
+def pretraining_data(cfg, train_docs, tokenizer):
+    """The training stream of ``cfg``: full-length batches, after ``cfg.short_seq_steps`` short ones."""
+    from .pretraining_data import PretrainingDataset
+    full = PretrainingDataset(train_docs, tokenizer, max_seq_length=cfg.max_seq_length,
+                              batch_size=cfg.batch_size, seed=cfg.seed)
+    short = None
+    if cfg.short_seq_steps:
+        T = cfg.short_seq_length
+        short = PretrainingDataset(train_docs, tokenizer, max_seq_length=T,
+                                   batch_size=cfg.batch_size * cfg.max_seq_length // T, seed=cfg.seed,
+                                   max_predictions_per_seq=math.ceil(0.15 * T))  # 15% is never capped
+    return SequenceLengthWarmup(short, full, cfg.short_seq_steps)
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -245,7 +313,6 @@ def training_step(model, opt, batch, step, cfg, ckpt_path):
 
 def pretrain(cfg: PretrainConfig):
     """Run (or resume) a pretraining job; returns the metrics dict also written to metrics.json."""
-    from .pretraining_data import PretrainingDataset
     cfg.validate()
     if cfg.backend:
         backend.set_backend(cfg.backend)
@@ -256,8 +323,7 @@ def pretrain(cfg: PretrainConfig):
     log(f"minibert pretrain: preset={cfg.preset} corpus={cfg.corpus} backend={backend.get_backend()} out={cfg.out}")
     train_docs, heldout_docs = load_corpus(cfg.corpus, cfg.seed, cfg.verbose)
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
-    data = PretrainingDataset(train_docs, tokenizer, max_seq_length=cfg.max_seq_length,
-                              batch_size=cfg.batch_size, seed=cfg.seed)
+    data = pretraining_data(cfg, train_docs, tokenizer)
     eval_batches = heldout_batches(cfg, tokenizer, heldout_docs)
     unigram_token = data.most_frequent_label()
     log(f"data: {data!r}\nheld-out: {len(eval_batches)} batches; most frequent token "
@@ -278,13 +344,14 @@ def pretrain(cfg: PretrainConfig):
             if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
                 stopped_early = True
                 break
-            batch = data.next_batch()
+            batch = data.batch(step)
             out, grad_norm = training_step(model, opt, batch, step, cfg, ckpt_path)
             step += 1
             tokens_seen += int(batch["attention_mask"].sum())
             m = batch_metrics(out, batch)
             rec = {"step": step, "loss": float(out.loss), "mlm_loss": float(out.mlm_loss),
-                   "nsp_loss": float(out.nsp_loss), "lr": opt.lr, "grad_norm": grad_norm, **m}
+                   "nsp_loss": float(out.nsp_loss), "lr": opt.lr, "grad_norm": grad_norm,
+                   "seq_len": batch["input_ids"].shape[1], **m}
             log_file.write(json.dumps(rec) + "\n")
             ema = rec["loss"] if ema is None else 0.95 * ema + 0.05 * rec["loss"]
             tps = tokens_seen / (time.perf_counter() - start)

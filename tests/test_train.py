@@ -34,6 +34,24 @@ def test_pretrain_writes_metrics_curves_log_and_a_model_that_loads_back(tmp_path
     assert model(enc["input_ids"]).prediction_logits.shape == (1, enc["input_ids"].shape[1], len(tok.vocab))
 
 
+def test_the_sequence_length_warmup_serves_short_sequences_first_with_the_same_tokens_per_step(tmp_path):
+    from minibert.train import load_corpus, pretraining_data
+    cfg = PretrainConfig(out=str(tmp_path), max_steps=12, short_seq_fraction=0.5, **SMALL)  # T: 16, then 32
+    pretrain(cfg)
+    assert [json.loads(l)["seq_len"] for l in open(tmp_path / "log.jsonl")] == [16] * 6 + [32] * 6
+
+    train_docs, _ = load_corpus(cfg.corpus, cfg.seed, verbose=False)
+    data = pretraining_data(cfg, train_docs, minibert.BertTokenizer(str(tmp_path / "vocab.txt")))
+    short, full = data.batch(0), data.batch(6)
+    assert short["input_ids"].shape == (16, 16) and full["input_ids"].shape == (8, 32)  # 256 tokens each
+    # BERT's masking at both lengths: a full 16-token row masks round(0.15 * 16) = 2 tokens; the cap is 3
+    whole = short["attention_mask"].sum(axis=1) == 16
+    assert whole.any() and ((short["labels"][whole] >= 0).sum(axis=1) == 2).all()
+    assert PretrainConfig(short_seq_fraction=0).short_seq_steps == 0
+    assert PretrainConfig(max_seq_length=16).short_seq_steps == 0, "nothing to warm up to"
+    assert PretrainConfig().short_seq_steps == 750
+
+
 def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_evaluated_on(tmp_path):
     """benchmarks/diagnose_pretraining.py explains the README's figures, so it must measure the very
     predictions metrics.json scored: its model accuracy equals the run's, to the last bit."""
@@ -70,9 +88,10 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_
         pytest.importorskip("numba")
     env = {**os.environ, "MINIBERT_BACKEND": backend}
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-    subprocess.run(_cli(full, backend=backend), check=True, env=env, timeout=600)
+    warmup = ("--short-seq-fraction", "0.75")  # 12 short steps: the resume (at step 8) crosses to full length
+    subprocess.run(_cli(full, *warmup, backend=backend), check=True, env=env, timeout=600)
 
-    proc = subprocess.Popen(_cli(killed, backend=backend), env=env)
+    proc = subprocess.Popen(_cli(killed, *warmup, backend=backend), env=env)
     log = os.path.join(killed, "log.jsonl")
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:  # kill it once it is past a checkpoint
@@ -82,10 +101,11 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
-    subprocess.run(_cli(killed, "--resume", backend=backend), check=True, env=env, timeout=600)
+    subprocess.run(_cli(killed, *warmup, "--resume", backend=backend), check=True, env=env, timeout=600)
 
     losses = lambda d: [json.loads(l)["loss"] for l in open(os.path.join(d, "log.jsonl"))]
     assert losses(killed) == losses(full), "exactly the same losses, step by step"
+    assert [json.loads(l)["seq_len"] for l in open(os.path.join(killed, "log.jsonl"))] == [16] * 12 + [32] * 4
     a, _ = load_checkpoint(os.path.join(full, "checkpoint.safetensors"))
     b, _ = load_checkpoint(os.path.join(killed, "checkpoint.safetensors"))
     assert a.keys() == b.keys()
@@ -162,6 +182,8 @@ def test_checkpoints_are_never_pickled(tmp_path):
     (["--corpus", "/no/such/file.txt"], "corpus file not found"),
     (["--max-steps", "0"], "max_steps must be a positive integer"),
     (["--preset", "huge"], "invalid choice"),
+    (["--short-seq-fraction", "1"], "short_seq_fraction must be in [0, 1)"),
+    (["--short-seq-length", "4"], "short_seq_length must be an integer >= 8"),
 ])
 def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--out", str(tmp_path), *args],
