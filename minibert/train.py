@@ -35,7 +35,7 @@ class PretrainConfig:
     preset: str = "tiny"
     corpus: str = "default"          # "default" (CPython docs), "synthetic", or a text file path
     out: str = "runs/pretrain"
-    max_steps: int = 3000            # ~11 min on 2 quiet cores (numba backend); see README for what it reaches
+    max_steps: int = 3600            # ~13 min on 2 quiet cores (numba backend); see README for what it reaches
     minutes: Optional[float] = None  # stop earlier when this wall-clock budget is spent
     seed: int = 0
     batch_size: int = 32
