@@ -23,6 +23,21 @@ class ShowDefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_run_options(p, d):
+    """The options every training command has (``d``: its config, holding the defaults)."""
+    p.add_argument("--out", default=d.out, help="output directory")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="linear warmup to --lr, then linear decay to 0 at --max-steps")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints (OUT/checkpoint.safetensors)")
+    p.add_argument("--backend", choices=["numba", "numpy"], default=None,
+                   help="numba kernels or the NumPy reference (default: $MINIBERT_BACKEND if set, else numba)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or evaluation lines")
+
+
 def _add_pretrain(sub):
     from .train import PRESETS, PretrainConfig
     d = PretrainConfig()
@@ -34,30 +49,20 @@ def _add_pretrain(sub):
                    help="'default' (CPython's own documentation, no download), 'synthetic', or a text file "
                         "in google-research/bert's format (one sentence per line, blank line between documents)")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps in all")
-    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seeds the initialisation, dropout, NSP pairing, masking and batch order (and the synthetic corpus)")
-    p.add_argument("--out", default=d.out, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
     p.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
                    help="tokens per sequence, [CLS] A [SEP] B [SEP] included")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size,
                    help="WordPiece vocabulary trained on the corpus (OUT/vocab.txt is reused when present)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
-                   help="linear warmup to --lr, then linear decay to 0 at --max-steps")
     p.add_argument("--short-seq-length", type=int, default=d.short_seq_length,
                    help="tokens per sequence during the sequence-length warmup")
     p.add_argument("--short-seq-fraction", type=float, default=d.short_seq_fraction,
                    help="the first this fraction of the steps trains on short sequences (0: off)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help="steps between checkpoints (OUT/checkpoint.safetensors)")
-    p.add_argument("--backend", choices=["numba", "numpy"], default=None,
-                   help="numba kernels or the NumPy reference (default: $MINIBERT_BACKEND if set, else numba)")
     p.add_argument("--debug", action="store_true", help="name the first kernel that produces a NaN/Inf")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or evaluation lines")
+    add_run_options(p, d)
 
 
 def main(argv=None):

@@ -483,7 +483,7 @@ def plot_comparison(runs, out_path=None, ax=None):
 # -- the command line ------------------------------------------------------------------------------
 def add_subparser(sub):
     """``minibert finetune``: the arguments mirror ``FinetuneConfig``."""
-    from .cli import ShowDefaultsFormatter
+    from .cli import ShowDefaultsFormatter, add_run_options
     d = FinetuneConfig()
     p = sub.add_parser("finetune", formatter_class=ShowDefaultsFormatter, help="fine-tune a sequence classifier (pretrained or random start) on a built-in task",
                        description="Fine-tune BertForSequenceClassification on the built-in task "
@@ -500,9 +500,7 @@ def add_subparser(sub):
     p.add_argument("--task", choices=TASKS, default=d.task, help="the built-in labelled task")
     p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset,
                    help="the architecture of a random start without --model")
-    p.add_argument("--out", default=d.out, help="output directory")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps per start")
-    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seeds the initialisation (the classifier, or all of a random start), dropout, "
                         "batch order and the --max-train-per-class subset")
@@ -511,18 +509,10 @@ def add_subparser(sub):
                    help="longer sentences are truncated")
     p.add_argument("--lr", type=float, default=d.lr,
                    help="peak learning rate of AdamW (a full-size BERT wants ~5e-5)")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
-                   help="linear warmup to --lr, then linear decay to 0 at --max-steps")
     p.add_argument("--dropout", type=float, default=None, help="override the model's dropout")
     p.add_argument("--max-train-per-class", type=int, default=None,
                    help="use at most this many labelled sentences per class (the few-label regime)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help="steps between checkpoints (OUT/checkpoint.safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    p.add_argument("--backend", choices=["numba", "numpy"], default=None,
-                   help="numba kernels or the NumPy reference (default: $MINIBERT_BACKEND if set, else numba)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or evaluation lines")
+    add_run_options(p, d)
     return p
 
 
