@@ -172,7 +172,7 @@ def pretraining_data(cfg, train_docs, tokenizer):
         T = cfg.short_seq_length
         short = PretrainingDataset(train_docs, tokenizer, max_seq_length=T,
                                    batch_size=cfg.batch_size * cfg.max_seq_length // T, seed=cfg.seed,
-                                   max_predictions_per_seq=math.ceil(0.15 * T))  # 15% is never capped
+                                   max_predictions_per_seq=math.ceil(full.masked_lm_prob * T))  # never caps 15%
     return SequenceLengthWarmup(short, full, cfg.short_seq_steps)
 
 
