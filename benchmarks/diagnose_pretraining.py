@@ -86,13 +86,12 @@ def diagnose(run_dir, counts_cache):
     offsets = np.zeros((num_layers, num_heads, 3))  # mean attention on the token at offset -1, 0, +1
     pair_count, uniform_sum, uniform_count = np.zeros(3), 0.0, 0.0
     for b in batches:
-        out = model(**b)
-        enc = model.bert(b["input_ids"], b["token_type_ids"], b["attention_mask"], output_attentions=True)
+        out = model(**b, output_attentions=True)
         mask = b["attention_mask"].astype(np.float64)                    # (B, T)
         pairs = mask[:, :, None] * mask[:, None, :]                        # (B, T, T) query and key both real
         for j, o in enumerate((-1, 0, 1)):
             valid = np.diagonal(pairs, offset=o, axis1=1, axis2=2)         # (B, T - |o|)
-            for layer, probs in enumerate(enc.attentions):                 # (B, A, T, T)
+            for layer, probs in enumerate(out.attentions):                 # (B, A, T, T)
                 on_offset = np.diagonal(probs, offset=o, axis1=2, axis2=3)  # (B, A, T - |o|)
                 offsets[layer, :, j] += (on_offset * valid[:, None]).sum(axis=(0, 2))
             pair_count[j] += valid.sum()

@@ -71,9 +71,10 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(sub)
     sub.add_parser("demo", help="gradient-check a tiny BERT and compare it with transformers")
-    p = sub.add_parser("fill-mask", help="the top-k tokens (with probabilities) for every [MASK] in a text")
+    p = sub.add_parser("fill-mask", help="the top-k tokens (with probabilities) for every [MASK] in a text",
+                       formatter_class=ShowDefaultsFormatter)
     p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
-    p.add_argument("--top-k", type=int, default=5, help="how many candidates to print per [MASK] (default: 5)")
+    p.add_argument("--top-k", type=int, default=5, help="how many candidates to print per [MASK]")
     p.add_argument("text", help='e.g. "the [MASK] statement raises an exception"')
     p = sub.add_parser("nsp", help="the probability that sentence B follows sentence A (next sentence prediction)")
     p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
