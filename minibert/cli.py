@@ -57,6 +57,8 @@ def _add_pretrain(sub):
     p.add_argument("--vocab-size", type=int, default=d.vocab_size,
                    help="WordPiece vocabulary trained on the corpus (OUT/vocab.txt is reused when present)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
+    p.add_argument("--dropout", type=float, default=d.dropout,
+                   help="hidden and attention dropout while pretraining (BERT used 0.1; why 0 here: docs/pretraining.md)")
     p.add_argument("--short-seq-length", type=int, default=d.short_seq_length,
                    help="tokens per sequence during the sequence-length warmup")
     p.add_argument("--short-seq-fraction", type=float, default=d.short_seq_fraction,
@@ -91,7 +93,7 @@ def main(argv=None):
             cfg = PretrainConfig(
                 preset=args.preset, corpus=args.corpus, out=args.out, max_steps=args.max_steps,
                 minutes=args.minutes, seed=args.seed, batch_size=args.batch_size,
-                max_seq_length=args.max_seq_length, vocab_size=args.vocab_size, lr=args.lr,
+                max_seq_length=args.max_seq_length, vocab_size=args.vocab_size, lr=args.lr, dropout=args.dropout,
                 warmup_steps=args.warmup_steps, short_seq_length=args.short_seq_length,
                 short_seq_fraction=args.short_seq_fraction, eval_every=args.eval_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, backend=args.backend,

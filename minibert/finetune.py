@@ -226,7 +226,7 @@ class FinetuneConfig:
     warmup_steps: int = 30
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    dropout: Optional[float] = None  # None: keep the model's hidden/attention dropout
+    dropout: Optional[float] = 0.1   # BERT's fine-tuning dropout, whatever the pretraining used; None: the model's
     max_train_per_class: Optional[int] = None  # fewer labels: where pretraining matters most
     vocab_size: int = 8192           # of the vocabulary trained when there is no ``model``
     eval_every: int = 50
@@ -509,7 +509,8 @@ def add_subparser(sub):
                    help="longer sentences are truncated")
     p.add_argument("--lr", type=float, default=d.lr,
                    help="peak learning rate of AdamW (a full-size BERT wants ~5e-5)")
-    p.add_argument("--dropout", type=float, default=None, help="override the model's dropout")
+    p.add_argument("--dropout", type=float, default=d.dropout,
+                   help="hidden and attention dropout while fine-tuning (BERT's 0.1, even though minibert pretrains without)")
     p.add_argument("--max-train-per-class", type=int, default=None,
                    help="use at most this many labelled sentences per class (the few-label regime)")
     add_run_options(p, d)

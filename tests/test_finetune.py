@@ -136,6 +136,22 @@ def test_random_start_keeps_architecture_and_vocabulary_but_not_the_weights(tiny
     assert not np.allclose(model.state_dict()[w], pre.state_dict()[w])
 
 
+def test_fine_tuning_uses_berts_dropout_even_from_a_model_pretrained_without_it(tmp_path):
+    """minibert pretrains with dropout 0 and writes that into config.json; fine-tuning still regularises
+    with BERT's 0.1 unless told otherwise (dropout=None keeps what the model's config says)."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    cfg = small_config(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=24, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                       attention_probs_dropout_prob=0.0)
+    tok = minibert.BertTokenizer(str(tmp_path / "vocab.txt"))
+    minibert.BertForPreTraining(cfg, seed=1).save_pretrained(str(tmp_path / "model"), tok)
+    for kw, expected in [({}, 0.1), ({"dropout": None}, 0.0), ({"dropout": 0.3}, 0.3),
+                         ({"random_init": True}, 0.1)]:
+        model, _, _ = ft.build_model(_cfg(str(tmp_path), tmp_path / "out", **kw), 4, log=lambda *a: None)
+        assert (model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob) == (expected, expected), kw
+
+
 def test_cli_finetune_compare_runs_both_starts_and_plots_them(tiny_model_dir, tmp_path, capsys):
     from minibert.cli import main
     out = tmp_path / "cmp"
