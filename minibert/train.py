@@ -47,7 +47,7 @@ class PretrainConfig:
     short_seq_fraction: float = 0.25  # train on short sequences (same tokens per batch); 0 turns it off
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    dropout: float = 0.0             # BERT pretrained with 0.1; a tiny model in 15 minutes underfits (fine-tuning uses 0.1)
+    dropout: float = 0.0             # BERT pretrained with 0.1; a tiny model learns faster without (fine-tuning uses 0.1)
     eval_every: int = 250
     eval_batches: int = 8
     checkpoint_every: int = 250

@@ -195,6 +195,7 @@ def test_checkpoints_are_never_pickled(tmp_path):
     (["--preset", "huge"], "invalid choice"),
     (["--short-seq-fraction", "1"], "short_seq_fraction must be in [0, 1)"),
     (["--short-seq-length", "4"], "short_seq_length must be an integer >= 8"),
+    (["--dropout", "1"], "dropout must be in [0, 1)"),
 ])
 def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--out", str(tmp_path), *args],
@@ -212,7 +213,7 @@ def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     d = PretrainConfig() if command == "pretrain" else FinetuneConfig()
     for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", d.lr),
-                            ("--warmup-steps", d.warmup_steps), ("--seed", d.seed)]:
+                            ("--warmup-steps", d.warmup_steps), ("--seed", d.seed), ("--dropout", d.dropout)]:
         after_option = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
         assert after_option.split("(default: ", 1)[1].startswith(f"{default})"), option
     assert "(default: None)" not in text and "(default: False)" not in text
