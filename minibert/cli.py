@@ -39,7 +39,7 @@ def add_run_options(p, d):
 
 
 def _add_pretrain(sub):
-    from .train import PRESETS, PretrainConfig
+    from .train import PRESET_LR, PRESETS, PretrainConfig
     d = PretrainConfig()
     p = sub.add_parser("pretrain", help="pretrain a BERT with MLM + NSP on a corpus",
                        formatter_class=ShowDefaultsFormatter)
@@ -56,7 +56,9 @@ def _add_pretrain(sub):
                    help="tokens per sequence, [CLS] A [SEP] B [SEP] included")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size,
                    help="WordPiece vocabulary trained on the corpus (OUT/vocab.txt is reused when present)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of AdamW (default: " + ", ".join(f"{k} {v:g}" for k, v in PRESET_LR.items())
+                        + ")")
     p.add_argument("--dropout", type=float, default=d.dropout,
                    help="hidden and attention dropout while pretraining (BERT used 0.1; why 0 here: docs/pretraining.md)")
     p.add_argument("--short-seq-length", type=int, default=d.short_seq_length,

@@ -207,12 +207,14 @@ def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
 def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command, capsys):
     from minibert.cli import main
     from minibert.finetune import FinetuneConfig
-    from minibert.train import PretrainConfig
+    from minibert.train import PRESET_LR, PretrainConfig
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     d = PretrainConfig() if command == "pretrain" else FinetuneConfig()
-    for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", d.lr),
+    # pretraining's lr depends on the preset: its help names each preset's
+    lr = ", ".join(f"{name} {PRESET_LR[name]:g}" for name in ("tiny", "mini")) if command == "pretrain" else d.lr
+    for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", lr),
                             ("--warmup-steps", d.warmup_steps), ("--seed", d.seed), ("--dropout", d.dropout)]:
         after_option = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
         assert after_option.split("(default: ", 1)[1].startswith(f"{default})"), option
@@ -220,6 +222,18 @@ def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command
     options = text.split("options:")[1]
     for metavar in ("MAX_STEPS", "BATCH_SIZE", "LR", "SEED", "EVAL_EVERY", "CHECKPOINT_EVERY"):
         assert not options.split(f" {metavar} ")[1].startswith("--"), f"{metavar} has no help text"
+
+
+def test_the_learning_rate_defaults_to_the_presets_and_an_explicit_one_wins():
+    """tiny and mini need different peak learning rates (mini at tiny's 2e-3 stays at the unigram level)."""
+    from minibert.train import PRESET_LR
+    assert PRESET_LR["tiny"] != PRESET_LR["mini"]
+    for preset in ("tiny", "mini"):
+        assert PretrainConfig(preset=preset).lr == PRESET_LR[preset]
+        assert PretrainConfig(preset=preset, lr=3e-4).lr == 3e-4
+    for bad in (0, -1e-3, "1e-3"):
+        with pytest.raises(ValueError, match="lr must be a number > 0"):
+            PretrainConfig(lr=bad).validate()
 
 
 def test_cli_rejects_an_empty_corpus_and_one_too_small_for_a_batch(tmp_path):
