@@ -9,25 +9,26 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["minibert", "minibert.*"]),
-    package_data={"minibert": ["data/*"]},
     install_requires=[
         "numpy>=1.24",
+        "scipy>=1.10",
         "numba>=0.58",
         "matplotlib>=3.6",
         "jupyter",
+        "jupytext>=1.16",  # builds the lesson notebooks from notebooks/src/ (notebooks/build_notebooks.py)
         "pytest>=7",
         "safetensors>=0.4",
+        "tqdm>=4.60",
     ],
     extras_require={
-        # Test-only oracles. torch is pinned exactly: on our machines 2.13.0 is a local CPU wheel,
-        # any other version pulls a multi-GB CUDA build.
+        # What only the tests need, on top of install_requires (which has pytest and safetensors): the
+        # oracles, xdist for `./run test`, and what runs the notebooks. torch is pinned exactly: on our
+        # machines 2.13.0 is a local CPU wheel, any other version pulls a multi-GB CUDA build.
         "test": [
-            "pytest>=7",
             "pytest-xdist>=3",
             "hypothesis>=6",
             "torch==2.13.0",
             "transformers>=4.40",
-            "safetensors>=0.4",
             "nbclient>=0.10",
             "nbformat>=5",
             "ipykernel>=6",

@@ -12,8 +12,8 @@ import sysconfig
 import time
 from pathlib import Path
 
-from minibert.tokenizer import BertTokenizer
-from minibert.wordpiece import train_wordpiece
+from minibert.data.tokenizer import BertTokenizer
+from minibert.data.wordpiece import train_wordpiece
 
 
 def stdlib_docstrings(n_chars):

@@ -25,9 +25,9 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from minibert.inference import load_pretraining_model
-from minibert.pretraining_data import tokenize_documents
-from minibert.train import PretrainConfig, heldout_batches, load_corpus
+from minibert.training.inference import load_pretraining_model
+from minibert.data.pretraining import tokenize_documents
+from minibert.training.pretrain import PretrainConfig, heldout_batches, load_corpus
 
 def kind_of(token):
     if token.startswith("##"):

@@ -3,14 +3,63 @@
     import minibert
     cfg = minibert.BertConfig(vocab_size=97, hidden_size=48, num_hidden_layers=3, num_attention_heads=3)
     model = minibert.BertForPreTraining(cfg, seed=0)
+
+The package is a map of the design (``docs/architecture.md``); imports run one way, downwards:
+
+    cli.py                        the ``minibert`` command; nothing imports it
+    classroom/                    exercises, grader, the attention ninja, lesson helpers, the demo
+    training/                     one training loop (pretraining, fine-tuning), inference, plots
+    data/                         tokenizer, WordPiece, pretraining instances, the bundled corpus
+    models/  optim.py             Module base, BERT, the heads; AdamW, schedule, clipping
+    backend.py                    which kernels run: the references or their numba twins
+    kernels/                      numba twins, file for file of layers/
+    layers/                       NumPy references: pure forward/backward functions
+    config.py gradcheck.py files.py   the config, gradient checking, everything on disk
 """
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
 from .backend import get_backend, set_backend, set_debug
 from .config import BertConfig
+from .data.tokenizer import BertTokenizer
+from .data.wordpiece import train_wordpiece
 from .gradcheck import rel_error
-from .model import BertForPreTraining, BertForPreTrainingOutput, BertModel, BertModelOutput
-from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
+from .models.bert import BertForPreTraining, BertForPreTrainingOutput, BertModel, BertModelOutput
+from .models.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .optim import AdamW, clip_grad_norm, linear_warmup_decay
-from .tokenizer import BertTokenizer
-from .wordpiece import train_wordpiece
 
 __version__ = "0.1.0"
+
+# Where the modules of the flat layout (before the package had folders) live now.  ``import
+# minibert.train`` and ``from minibert.heads import ...`` keep working: the old name is the new module.
+MOVED_MODULES = {
+    "model": "minibert.models.bert", "heads": "minibert.models.heads",
+    "tokenizer": "minibert.data.tokenizer", "wordpiece": "minibert.data.wordpiece",
+    "pretraining_data": "minibert.data.pretraining", "corpus": "minibert.data.corpus",
+    "train": "minibert.training.pretrain", "finetune": "minibert.training.finetune",
+    "inference": "minibert.training.inference", "plots": "minibert.training.plots",
+    "checkpoint": "minibert.files", "pretrained": "minibert.files",
+    "exercises": "minibert.classroom.exercises", "attention_ninja": "minibert.classroom.attention_ninja",
+    "lessons": "minibert.classroom.lessons", "demo": "minibert.classroom.demo",
+}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves ``minibert.<old name>`` to the module's new place (the same module object)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith(__name__ + ".") and fullname[len(__name__) + 1:] in MOVED_MODULES:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(MOVED_MODULES[spec.name[len(__name__) + 1:]])
+
+    def exec_module(self, module):
+        pass  # already executed under its new name
+
+
+if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModuleFinder())

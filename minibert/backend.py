@@ -3,8 +3,8 @@
     minibert.set_backend("numpy")   # the readable references in minibert/layers
     minibert.set_backend("numba")   # jitted twins in minibert/kernels (same signatures and results)
 
-The default is ``$MINIBERT_BACKEND`` if set, else numba when it imports, else numpy.  The model looks
-kernels up in ``backend.ops`` at call time, so switching takes effect on the next forward.
+The default is ``$MINIBERT_BACKEND`` if set, else numba (a core dependency).  The model looks kernels
+up in ``backend.ops`` at call time, so switching takes effect on the next forward.
 """
 import functools
 import os
@@ -14,7 +14,7 @@ import numpy as np
 
 from . import layers as _reference
 
-_OP_NAMES = [n for n in dir(_reference) if n.endswith(("_forward", "_backward"))]
+_OP_NAMES = [n for n in dir(_reference) if n.endswith(("_forward", "_backward", "_update"))]
 ops = types.SimpleNamespace()
 _current = None
 _debug = False
@@ -74,14 +74,4 @@ def get_backend():
     return _current
 
 
-def _set_default():
-    env = os.environ.get("MINIBERT_BACKEND")
-    if env:
-        return set_backend(env)
-    try:
-        set_backend("numba")
-    except ImportError:  # numba is not installed: the NumPy references are complete on their own
-        set_backend("numpy")
-
-
-_set_default()
+set_backend(os.environ.get("MINIBERT_BACKEND") or "numba")

@@ -1,11 +1,12 @@
-"""``BertConfig``: transformers' field names and defaults, validated."""
+"""``BertConfig``: transformers' field names and defaults, validated.  And ``option``: how the training
+configs declare a setting once (default and help), from which ``minibert.cli`` makes its flags."""
 import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from typing import Optional
 
-ACTIVATION_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+from .layers.gelu import ACTIVATIONS  # hidden_act name -> (forward, backward): the one registry
 
 
 @dataclass
@@ -41,8 +42,8 @@ class BertConfig:
             raise ValueError(
                 f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
                 f"num_attention_heads ({self.num_attention_heads}): each head gets hidden_size / heads features")
-        if self.hidden_act not in ACTIVATION_NAMES:
-            raise ValueError(f"BertConfig.hidden_act must be one of {ACTIVATION_NAMES}, got {self.hidden_act!r}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"BertConfig.hidden_act must be one of {tuple(ACTIVATIONS)}, got {self.hidden_act!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             p = getattr(self, name)
             if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
@@ -95,3 +96,20 @@ class BertConfig:
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {path} is not valid JSON: {e}") from None
         return cls.from_dict(d)
+
+
+# -- settings declared once: the training configs' fields, from which the CLI makes its options ----------
+def option(default, help, **cli):
+    """A dataclass field with its help text: ``lr: float = option(1e-3, "peak learning rate")``.
+
+    ``cli`` holds what ``minibert.cli`` needs beyond the default and the help: ``type`` (when the
+    default is None), ``choices``, ``flag`` (a different flag name, e.g. ``--quiet`` for
+    ``verbose``), ``invert`` (the flag stores False), ``shown_default`` (the help's "(default: ...)"
+    when it is not the field's default), ``cli=False`` (no command-line option)."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
+def redefault(cls, name, default):
+    """Field ``name`` of dataclass ``cls`` (its help and CLI settings) with another default, for a
+    subclass: ``out: str = redefault(RunConfig, "out", "runs/pretrain")``."""
+    return dataclasses.field(default=default, metadata=cls.__dataclass_fields__[name].metadata)

@@ -9,7 +9,14 @@ bugs hide (e.g. the gradient of ``sum(softmax(x))`` is exactly zero whatever the
 
 Always check in float64: float32 has only ~7 digits, so its differences are dominated by rounding.
 """
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
+
+GRAD_TOL = 1e-7   # a correct float64 gradient lands at 1e-9..1e-12, a wrong one at 1e-3 or worse
+ZERO_TOL = 1e-10  # |gradient| below this is the exact zero some gradients are (attention's key bias)
 
 
 def rel_error(a, b):
@@ -69,6 +76,16 @@ def numerical_gradient_at(f, x, indices, h=1e-5):
     return out
 
 
+def _analytic_gradients(forward, backward, inputs, seed):
+    """Run ``forward`` then ``backward`` with a random upstream gradient ``dout`` (seeded):
+    ``(dout, grads as a tuple, positions of the float inputs)``."""
+    out, cache = forward(*inputs)
+    dout = np.random.default_rng(seed).standard_normal(np.shape(out))
+    grads = backward(dout, cache)
+    float_pos = [i for i, x in enumerate(inputs) if isinstance(x, np.ndarray) and x.dtype.kind == "f"]
+    return dout, grads if isinstance(grads, tuple) else (grads,), float_pos
+
+
 def check_layer(forward, backward, inputs, names=None, seed=0, h=1e-5, verbose=False):
     """Gradient-check a layer pair on every float input; returns {name: rel_error}.
 
@@ -76,19 +93,12 @@ def check_layer(forward, backward, inputs, names=None, seed=0, h=1e-5, verbose=F
     per entry of ``names`` (default: every float input, in order).  Integer inputs (ids, labels) and
     ``None`` are passed through untouched.
     """
-    rng = np.random.default_rng(seed)
     inputs = list(inputs)
-    float_pos = [i for i, x in enumerate(inputs) if isinstance(x, np.ndarray) and x.dtype.kind == "f"]
+    dout, grads, float_pos = _analytic_gradients(forward, backward, inputs, seed)
     names = names or [f"input{i}" for i in float_pos]
-    out, cache = forward(*inputs)
-    dout = rng.standard_normal(np.shape(out))
-    grads = backward(dout, cache)
-    if not isinstance(grads, tuple):
-        grads = (grads,)
     errors = {}
     for name, pos, g in zip(names, float_pos, grads):
-        x = inputs[pos]
-        num = numerical_gradient(lambda: forward(*inputs)[0], x, dout, h)
+        num = numerical_gradient(lambda: forward(*inputs)[0], inputs[pos], dout, h)
         errors[name] = rel_error(g, num)
         if verbose:
             print(report_line(name, g, num))
@@ -121,3 +131,93 @@ def perturb_parameters(model, seed=1):
         else:
             p[...] = 0.15 * rng.standard_normal(p.shape)
     return model
+
+
+def check_gradients(forward, backward, inputs, names, zero=(), tol=GRAD_TOL, seed=0):
+    """Gradient-check ``forward``/``backward`` in float64 on every float input (as ``check_layer``),
+    print each relative error next to the range it should fall in, and raise AssertionError naming
+    the gradients that are off; returns {name: rel_error}.
+
+    ``zero``: gradients that are exactly 0 for every input (attention's key bias).  Their relative
+    error would compare two rounding noises, so they are checked to be below ``ZERO_TOL`` instead.
+    """
+    inputs = list(inputs)
+    dout, grads, float_pos = _analytic_gradients(forward, backward, inputs, seed)
+    assert len(grads) == len(names), (f"the backward returned {len(grads)} gradient(s), expected "
+                                      f"{len(names)}: {', '.join(names)}")
+    errors, wrong = {}, []
+    for name, pos, g in zip(names, float_pos, grads):
+        if name in zero:
+            big = float(np.max(np.abs(g))) if np.size(g) else 0.0
+            ok = big < ZERO_TOL
+            print(f"  {name:12s} max|{name}| {big:.1e}  (exactly 0 for every input: expect < {ZERO_TOL:.0e})  "
+                  f"{'ok' if ok else 'WRONG'}")
+            if not ok:
+                wrong.append(f"{name} (max|{name}| {big:.1e}, should be 0)")
+            continue
+        num = numerical_gradient(lambda: forward(*inputs)[0], inputs[pos], dout)
+        e = errors[name] = rel_error(g, num)
+        ok = e < tol
+        print(f"  {name:12s} rel_error {e:.1e}  (expect < {tol:.0e}: 1e-12..1e-8 when right)  "
+              f"{'ok' if ok else 'WRONG'}")
+        if not ok:
+            wrong.append(f"{name} ({e:.1e})")
+    assert not wrong, f"gradients off: {', '.join(wrong)}; expected every rel_error < {tol:.0e}"
+    return errors
+
+
+# ------------------------------------------------------------------------------------------------
+# The table of gradient checks at the bottom of each layer file
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GradCase:
+    """One gradient check of a layer.  Each file of ``minibert/layers`` ends with
+    ``gradcheck_cases(rng)``, a list of these, which three readers run: the file's own ``test_NAME()``,
+    ``tests/test_layers_gradcheck.py``, and the exercise grader (which calls the student's functions
+    of the same names on the same inputs).
+
+    The check calls ``out, cache = forward(**inputs, **args)``, then ``backward(dout, cache)`` with a
+    random ``dout``; the backward returns one gradient per entry of ``inputs``, in order, named
+    ``"d" + name``.  ``forward`` and ``backward`` are the layer's functions themselves (not lambdas:
+    the grader finds the student's by name); what is not differentiated goes into ``args``.  A
+    ``numpy.random.Generator`` among ``args`` is copied before every call, so that every call of the
+    forward draws the same dropout mask, as a gradient check needs.
+    """
+    name: str            # what the case covers, printed above its lines
+    forward: Callable    # out, cache = forward(**inputs, **args)
+    backward: Callable   # grads = backward(dout, cache): one per input
+    inputs: dict         # argument name -> float64 array: the inputs the gradients are taken of
+    args: dict = field(default_factory=dict)  # the other arguments by name: masks, ids, labels, p, rng, heads
+    zero: tuple = ()     # gradients exactly 0 for every input: checked |d| < ZERO_TOL, not by rel_error
+
+    @property
+    def grad_names(self):
+        """``["dx", "dw", ...]``: the backward's outputs, in order."""
+        return ["d" + n for n in self.inputs]
+
+    def bind(self, forward=None):
+        """``forward`` (default: the case's own) as a function of the differentiated inputs alone, in
+        the order of ``inputs``, with ``args`` filled in: what ``check_layer`` and the grader call."""
+        forward = forward or self.forward
+        names = list(self.inputs)
+
+        def bound(*arrays):
+            fresh = {k: copy.deepcopy(v) if isinstance(v, np.random.Generator) else v
+                     for k, v in self.args.items()}
+            return forward(**dict(zip(names, arrays)), **fresh)
+        return bound
+
+
+def check_cases(cases, tol=GRAD_TOL, seed=0):
+    """Run ``check_gradients`` on every ``GradCase`` of a table, printing each case's name above its
+    lines; then raise AssertionError naming every wrong gradient with its case."""
+    wrong = []
+    for case in cases:
+        print(case.name)
+        try:
+            check_gradients(case.bind(), case.backward, list(case.inputs.values()), case.grad_names,
+                            zero=case.zero, tol=tol, seed=seed)
+        except AssertionError as e:
+            wrong.append(f"{case.name}: {e}")
+    assert not wrong, "\n".join(wrong)

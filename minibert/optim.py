@@ -10,19 +10,6 @@ import numpy as np
 from . import backend
 
 
-def adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
-    """One AdamW update of one parameter ``p`` with gradient ``g`` and moments ``m``, ``v``, all in
-    place, in ``torch.optim.AdamW``'s arithmetic.  ``step_size = lr / (1 - beta1^t)`` and
-    ``bc2_sqrt = sqrt(1 - beta2^t)`` are the bias corrections of step t (the same for every parameter).
-    The numba twin is ``minibert.kernels.adamw.adamw_update``."""
-    if weight_decay:
-        p *= 1 - lr * weight_decay
-    m += (1 - beta1) * (g - m)  # == b1 m + (1 - b1) g, written as torch's lerp
-    v *= beta2
-    v += (1 - beta2) * g * g
-    p -= step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
-
-
 def no_weight_decay(name):
     """BERT does not decay biases and LayerNorm parameters."""
     return name.endswith("bias") or "LayerNorm" in name
@@ -61,7 +48,7 @@ class AdamW:
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1 ** self.t)
         bc2_sqrt = math.sqrt(1 - b2 ** self.t)
-        update = getattr(backend.ops, "adamw_update", adamw_update)  # the numba twin, if active
+        update = backend.ops.adamw_update  # the reference (layers/adamw.py) or its numba twin
         for name, p, g in self.model.named_parameters():
             wd = 0.0 if no_weight_decay(name) else self.weight_decay
             update(p, g, self.m[name], self.v[name], self.lr, b1, b2, self.eps, wd, step_size, bc2_sqrt)

@@ -1,4 +1,4 @@
-"""minibert.corpus: the CPython-documentation corpus (built once here, in a temporary cache), the text
+"""minibert.data.corpus: the CPython-documentation corpus (built once here, in a temporary cache), the text
 format of google-research/bert, the cleaning rules and the synthetic language."""
 import collections
 import json
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from minibert import corpus as corpora
-from minibert.corpus import (Corpus, clean_documentation, load_default_corpus, read_text_corpus, split_sentences,
+from minibert.data import corpus as corpora
+from minibert.data.corpus import (Corpus, clean_documentation, load_default_corpus, read_text_corpus, split_sentences,
                              synthetic_corpus, synthetic_vocabulary, write_text_corpus)
 
 

@@ -1,6 +1,6 @@
 """The classroom exercises: the markers in the library's layers, the student copy, the grader.
 
-* the exercise sources are ``minibert/layers/*.py`` themselves (plus ``minibert/attention_ninja.py``):
+* the exercise sources are ``minibert/layers/*.py`` themselves (plus ``minibert/classroom/attention_ninja.py``):
   each carries well-formed markers, and neither the markers nor the student copy break an import;
 * the reference solutions pass every check; the generated student copy fails every check;
 * planted bugs (a missing transpose, a mean instead of a sum, a forgotten accumulation, ...) are each
@@ -17,7 +17,8 @@ import re
 import numpy as np
 import pytest
 
-from minibert import exercises as X
+from minibert.classroom import exercises as X
+from minibert.classroom import grader as G
 from minibert import layers as L
 from minibert.cli import main as cli_main
 from minibert.layers.softmax import attention_mask_to_additive
@@ -48,7 +49,7 @@ def test_the_required_exercises_exist():
 @pytest.mark.parametrize("name", NAMES)
 def test_the_sources_are_the_library_files_and_the_markers_are_only_comments(name, tmp_path):
     path = X.source_path(name)
-    want = "attention_ninja.py" if name == "attention_ninja" else f"layers/{name}.py"
+    want = "classroom/attention_ninja.py" if name == "attention_ninja" else f"layers/{name}.py"
     assert path.as_posix().endswith(f"minibert/{want}") and path.is_file()
     text = path.read_text()
     kinds = {r.kind for r in X.parse_regions(text, name)}
@@ -63,7 +64,7 @@ def test_the_sources_are_the_library_files_and_the_markers_are_only_comments(nam
     library = {n for n, v in vars(module).items() if callable(v) and getattr(v, "__module__", "") == module.__name__}
     for kind, copy in (("source", X.source_text(name)), ("student", X.student_version(X.source_text(name)))):
         (tmp_path / f"{kind}_{name}.py").write_text(copy)
-        copied = X.load_module(tmp_path / f"{kind}_{name}.py", f"{kind}_{name}")
+        copied = G.load_module(tmp_path / f"{kind}_{name}.py", f"{kind}_{name}")
         assert library <= set(vars(copied)), (kind, library - set(vars(copied)))
 
 
@@ -73,8 +74,8 @@ def test_the_copies_import_the_other_layers_from_the_library(student_dir):
         assert not re.search(r"^\s*from\s+\.", text, re.M), name  # no relative import left
     attention = (student_dir / "attention.py").read_text()
     assert "from minibert.layers.softmax import softmax_backward, softmax_forward" in attention
-    assert "from minibert.layers.erf import erf" in (student_dir / "gelu.py").read_text()
-    module = X.load_module(student_dir / "attention.py", "attention")
+    assert "from scipy.special import erf" in (student_dir / "gelu.py").read_text()
+    module = G.load_module(student_dir / "attention.py", "attention")
     assert module.softmax_backward is L.softmax_backward and module.linear_backward is L.linear_backward
 
 
@@ -142,14 +143,25 @@ def test_make_refuses_to_overwrite_student_work(student_dir, capsys):
 # ---- grading ---------------------------------------------------------------------------------------
 
 def test_the_reference_solutions_pass_every_check():
-    results = X.check(out=lambda *a: None)
+    results = G.check(out=lambda *a: None)
     failed = {r.name: r.summary() for r in results if not r.passed}
     assert not failed, failed
     assert all(r.checked >= 3 for r in results)
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "attention_ninja"])
+def test_the_grader_runs_the_layers_own_table_and_the_copy_keeps_its_visible_part(name, student_dir):
+    """One table per layer: the grader grades every case of ``gradcheck_cases``, hidden ones included;
+    the student's copy holds the same table without the hidden cases (which come last)."""
+    cases = src(name).gradcheck_cases(np.random.default_rng(0))
+    lines = G.grade(name).lines
+    assert all(f" {case.name}" in lines for case in cases), [c.name for c in cases]
+    copy = G.load_module(student_dir / f"{name}.py", name).gradcheck_cases(np.random.default_rng(0))
+    assert 0 < len(copy) <= len(cases) and [c.name for c in copy] == [c.name for c in cases[:len(copy)]]
+
+
 def test_the_student_copy_fails_every_check_and_says_what_is_left(student_dir, capsys):
-    results = X.check(directory=student_dir, out=lambda *a: None)
+    results = G.check(directory=student_dir, out=lambda *a: None)
     assert [r.name for r in results] == NAMES
     for r in results:
         assert not r.passed and r.todo and not r.errors, r.summary()
@@ -161,7 +173,7 @@ def test_the_student_copy_fails_every_check_and_says_what_is_left(student_dir, c
 
 def test_the_python_checks_in_the_student_files_fail_until_done(student_dir, monkeypatch):
     monkeypatch.syspath_prepend(str(student_dir))
-    module = X.load_module(student_dir / "linear.py", "linear")
+    module = G.load_module(student_dir / "linear.py", "linear")
     with pytest.raises(NotImplementedError, match="TODO \\(linear_forward\\)"):
         module.test_linear()
 
@@ -210,7 +222,7 @@ def test_planted_bugs_are_caught_and_named(tmp_path, name, good, bad, expected):
     assert text.count(good) == 1, f"the line to break is no longer in {name}.py: {good!r}"
     (tmp_path / f"{name}.py").write_text(text.replace(good, bad))
     lines = []
-    [result] = X.check([name], tmp_path, out=lines.append)
+    [result] = G.check([name], tmp_path, out=lines.append)
     out = "\n".join(lines)
     assert not result.passed
     assert expected <= set(result.wrong_names), (expected, result.wrong_names)
@@ -222,13 +234,13 @@ def test_planted_bugs_are_caught_and_named(tmp_path, name, good, bad, expected):
 def test_a_student_error_is_reported_with_its_line(tmp_path):
     text = X.source_text("linear").replace("    db = dout2.sum(axis=0)", "    db = dout3.sum(axis=0)")
     (tmp_path / "linear.py").write_text(text)
-    r = X.grade("linear", tmp_path)
+    r = G.grade("linear", tmp_path)
     assert not r.passed and any("NameError" in e and "linear.py:" in e for e in r.errors), r.errors
 
 
 def test_a_file_that_does_not_import_is_a_failed_grade(tmp_path):
     (tmp_path / "gelu.py").write_text("def gelu_forward(x):\n    return (\n")
-    r = X.grade("gelu", tmp_path)
+    r = G.grade("gelu", tmp_path)
     assert not r.passed and "SyntaxError" in r.summary()
 
 

@@ -8,9 +8,9 @@ import pytest
 
 import minibert
 from conftest import small_config
-from minibert import finetune as ft
-from minibert.corpus import SYNTHETIC_TOPICS, synthetic_corpus, synthetic_vocabulary
-from minibert.inference import attention_maps, cosine_similarity, fill_mask, mean_pool, sentence_embeddings
+from minibert.training import finetune as ft
+from minibert.data.corpus import SYNTHETIC_TOPICS, synthetic_corpus, synthetic_vocabulary
+from minibert.training.inference import attention_maps, cosine_similarity, fill_mask, mean_pool, sentence_embeddings
 
 TOPICS = ("kitchen", "farm", "sea", "space")
 
@@ -101,7 +101,7 @@ def test_a_run_interrupted_and_resumed_ends_exactly_where_an_uninterrupted_run_e
     task = topic_task()
     full = ft.finetune(_cfg(tiny_model_dir, tmp_path / "full", max_steps=12, checkpoint_every=4, eval_every=6), task)
 
-    import minibert.train as train  # training_step, shared with pretraining, does the clipping
+    import minibert.training.loop as train  # training_step, shared with pretraining, does the clipping
     calls = {"n": 0}
     real_clip = train.clip_grad_norm
 
@@ -223,8 +223,6 @@ def test_cosine_similarity_of_vectors():
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_attention_maps_are_one_probability_row_per_query_for_every_layer_and_head(tiny_model_dir, backend):
-    if backend == "numba":
-        pytest.importorskip("numba")
     previous = minibert.get_backend()
     minibert.set_backend(backend)
     try:
@@ -241,8 +239,8 @@ def test_attention_maps_are_one_probability_row_per_query_for_every_layer_and_he
 
 
 def test_a_nan_gradient_stops_fine_tuning_with_the_step_named(tiny_model_dir, tmp_path, monkeypatch):
-    """Fine-tuning shares pretraining's training_step, so it has the same non-finite guards."""
-    import minibert.train as train
+    """Fine-tuning runs the same loop and training_step as pretraining, so it has the same non-finite guards."""
+    import minibert.training.loop as train
     monkeypatch.setattr(train, "clip_grad_norm", lambda model, max_norm: float("nan"))
     with pytest.raises(FloatingPointError, match=r"non-finite gradient norm at step 1; no checkpoint was written yet"):
         ft.finetune(_cfg(tiny_model_dir, tmp_path / "nan", max_steps=4, checkpoint_every=2, eval_every=2), topic_task())

@@ -92,7 +92,7 @@ def test_attention_passes_gradcheck_on_random_shapes_and_masks(B, T, CA, seed):
 @FUZZ
 @given(st.integers(0, 2**31 - 1), st.booleans())
 def test_data_creation_never_masks_specials_and_keeps_segments_consistent(tokenizer, seed, wwm):
-    from minibert.pretraining_data import create_training_instances, instances_to_arrays
+    from minibert.data.pretraining import create_training_instances, instances_to_arrays
     rng = np.random.default_rng(seed)
     words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "tokenizers", "pieces"]
     docs = [[" ".join(rng.choice(words, size=rng.integers(2, 9))) for _ in range(rng.integers(2, 6))]

@@ -11,7 +11,7 @@ import pytest
 import minibert
 from conftest import assert_grads_match, make_batch, perturb_parameters, small_config
 from minibert.gradcheck import numerical_gradient_at, rel_error
-from minibert.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
+from minibert.models.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 
 torch = pytest.importorskip("torch")  # declared in the test extra: a missing oracle is an install error
 

@@ -139,11 +139,17 @@ def test_notebooks_are_exactly_what_their_sources_build(source):
         f"{target.name} differs from notebooks/src/{source.name}: run python notebooks/build_notebooks.py {source.stem}"
 
 
-def test_the_builder_reads_cells_and_refuses_stray_code():
+def test_the_builder_reads_cells_with_jupytext_reproducibly_and_refuses_code_in_markdown(tmp_path):
     build = _builder()
-    cells = build.parse_cells("# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %%\ny = 2\n")
-    assert cells == [("markdown", "# Title\n\ntext"), ("code", "x = 1"), ("code", "y = 2")]
-    with pytest.raises(ValueError, match="not a comment"):
-        build.parse_cells("# %% [markdown]\nx = 1\n")
-    with pytest.raises(ValueError, match="before the first"):
-        build.parse_cells("x = 1\n# %%\n")
+    src = tmp_path / "42_demo.py"
+    src.write_text("# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %%\ny = 2\n", encoding="utf-8")
+    nb = build.build(src)
+    assert [(c.cell_type, c.source) for c in nb.cells] == [("markdown", "# Title\n\ntext"), ("code", "x = 1"),
+                                                           ("code", "y = 2")]
+    assert [c.id for c in nb.cells] == ["42-00", "42-01", "42-02"]        # not jupytext's random ids
+    assert all(c.metadata == {} for c in nb.cells)                     # no lines_to_next_cell
+    assert "jupytext" not in nb.metadata
+    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+    assert build.dumps(build.build(src)) == build.dumps(nb)            # building twice: the same bytes
+    with pytest.raises(ValueError, match="line 3.*must all be comments"):
+        build.read_source("# %% [markdown]\n# text\nx = 1\n")       # jupytext would make x = 1 Markdown

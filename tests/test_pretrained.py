@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 
 import minibert  # noqa: E402
 from conftest import make_batch, perturb_parameters, small_config  # noqa: E402
-from minibert.inference import cosine_similarity, mean_pool, sentence_embeddings  # noqa: E402
+from minibert.training.inference import cosine_similarity, mean_pool, sentence_embeddings  # noqa: E402
 
 torch = pytest.importorskip("torch")  # declared in the test extra: a missing oracle is an install error
 

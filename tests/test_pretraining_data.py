@@ -1,4 +1,4 @@
-"""minibert.pretraining_data: google-research/bert's instance creation, the batch arrays and the dataset.
+"""minibert.data.pretraining: google-research/bert's instance creation, the batch arrays and the dataset.
 
 Proportions are checked statistically, with a tolerance of 5 binomial standard deviations computed from
 the number of trials n (a false alarm has probability < 1e-6); invariants are checked exactly.
@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from minibert.corpus import synthetic_corpus, synthetic_vocabulary
-from minibert.pretraining_data import (CLS, IGNORE_INDEX, MASK, PAD, SEP, PretrainingDataset,
+from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.data.pretraining import (CLS, IGNORE_INDEX, MASK, PAD, SEP, PretrainingDataset,
                                        create_instances_from_document, create_masked_lm_predictions,
                                        create_training_instances, instances_to_arrays, truncate_seq_pair,
                                        vocab_words_for_replacement)

@@ -19,7 +19,7 @@ import pytest
 from transformers import BertTokenizer as HFBertTokenizer
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
-from minibert.tokenizer import BertTokenizer
+from minibert.data.tokenizer import BertTokenizer
 
 
 def real_vocab_file():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import minibert
-from minibert.checkpoint import load_checkpoint, save_checkpoint
-from minibert.train import PretrainConfig, pretrain
+from minibert.files import load_checkpoint, save_checkpoint
+from minibert.training.pretrain import PretrainConfig, pretrain
 
 SMALL = dict(corpus="synthetic", batch_size=8, max_seq_length=32, vocab_size=300, eval_every=5,
              checkpoint_every=4, eval_batches=2, warmup_steps=3, verbose=False)
@@ -35,7 +35,7 @@ def test_pretrain_writes_metrics_curves_log_and_a_model_that_loads_back(tmp_path
 
 
 def test_the_sequence_length_warmup_serves_short_sequences_first_with_the_same_tokens_per_step(tmp_path):
-    from minibert.train import load_corpus, pretraining_data
+    from minibert.training.pretrain import load_corpus, pretraining_data
     cfg = PretrainConfig(out=str(tmp_path), max_steps=12, short_seq_fraction=0.5, **SMALL)  # T: 16, then 32
     pretrain(cfg)
     assert [json.loads(l)["seq_len"] for l in open(tmp_path / "log.jsonl")] == [16] * 6 + [32] * 6
@@ -94,8 +94,6 @@ def _cli(out, *extra, backend="numpy"):
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_path, backend):
-    if backend == "numba":
-        pytest.importorskip("numba")
     env = {**os.environ, "MINIBERT_BACKEND": backend}
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     warmup = ("--short-seq-fraction", "0.75")  # 12 short steps, then 4 full-length ones (the kill lands near
@@ -132,7 +130,7 @@ def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_check
 
 
 def test_a_nan_gradient_mid_run_stops_with_the_last_good_checkpoint_intact(tmp_path, monkeypatch):
-    import minibert.train as train
+    import minibert.training.loop as train
     calls = {"n": 0}
     real_clip = train.clip_grad_norm
 
@@ -206,8 +204,8 @@ def test_cli_reports_bad_arguments_clearly(tmp_path, args, message):
 @pytest.mark.parametrize("command", ["pretrain", "finetune"])
 def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command, capsys):
     from minibert.cli import main
-    from minibert.finetune import FinetuneConfig
-    from minibert.train import PRESET_LR, PretrainConfig
+    from minibert.training.finetune import FinetuneConfig
+    from minibert.training.pretrain import PRESET_LR, PretrainConfig
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
@@ -226,7 +224,7 @@ def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command
 
 def test_the_learning_rate_defaults_to_the_presets_and_an_explicit_one_wins():
     """tiny and mini need different peak learning rates (mini at tiny's 2e-3 stays at the unigram level)."""
-    from minibert.train import PRESET_LR
+    from minibert.training.pretrain import PRESET_LR
     assert PRESET_LR["tiny"] != PRESET_LR["mini"]
     for preset in ("tiny", "mini"):
         assert PretrainConfig(preset=preset).lr == PRESET_LR[preset]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from minibert.tokenizer import SPECIAL_TOKENS, BasicTokenizer, BertTokenizer, is_control, is_whitespace
-from minibert.wordpiece import _WORD_BOUNDARY, count_words, initial_alphabet, merge_loop, train_wordpiece
+from minibert.data.tokenizer import SPECIAL_TOKENS, BasicTokenizer, BertTokenizer, is_control, is_whitespace
+from minibert.data.wordpiece import _WORD_BOUNDARY, count_words, initial_alphabet, merge_loop, train_wordpiece
 
 HUGS = ["hug " * 10 + "pug " * 5 + "pun " * 12 + "bun " * 4 + "hugs " * 5]
 

@@ -1,10 +1,10 @@
 """numba twins of minibert's hot kernels: same signatures, same caches, same results as the NumPy
-references in ``minibert/layers`` (and ``minibert.optim.adamw_update``), which stay the source of
+references in ``minibert/layers`` (file for file: ``kernels/ffn.py`` twins ``layers/ffn.py``), which stay the source of
 truth that students read.  ``minibert.set_backend("numba")`` swaps these in through ``OPS``.
 
 Every jitted function uses ``cache=True``: it is compiled on first use (a few seconds each) and the
-machine code is kept in ``__pycache__`` (or ``$NUMBA_CACHE_DIR``) for later runs.  Importing this
-package fails with ImportError when numba is missing; the backend then stays on NumPy.
+machine code is kept in ``__pycache__`` (or ``$NUMBA_CACHE_DIR``) for later runs.  numba is a core
+dependency (``install_requires``), and the numba backend is the default.
 """
 import os
 
@@ -17,13 +17,12 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
 
 from .adamw import adamw_update  # noqa: E402  (after the threading layer is chosen)
 from .attention import (attention_backward, attention_forward, attention_softmax_backward,  # noqa: E402
-                        attention_softmax_backward_reference, attention_softmax_forward,
-                        attention_softmax_forward_reference)
+                        attention_softmax_forward)
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 from .dropout import dropout_backward, dropout_forward  # noqa: E402
 from .embedding import embedding_backward  # noqa: E402
-from .gelu import (bias_gelu_forward, ffn_backward, ffn_forward, gelu_backward,  # noqa: E402
-                   gelu_bias_backward, gelu_forward)
+from .ffn import ffn_backward, ffn_forward  # noqa: E402
+from .gelu import bias_gelu_forward, gelu_backward, gelu_bias_backward, gelu_forward  # noqa: E402
 from .layernorm import layernorm_backward, layernorm_forward  # noqa: E402
 from .linear import linear_forward  # noqa: E402
 

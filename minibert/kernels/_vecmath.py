@@ -12,7 +12,8 @@ the compiler turns into 8-wide AVX2 code inside the caller's loop.
   Chebyshev fit of *Numerical Recipes* (``erfcc``: fractional error < 1.2e-7), absolute error
   < 5e-7 in float32 (tested in ``tests/test_kernels.py``).
 * float64: both are the C library's ``exp`` and ``erf`` (the accuracy path: every float64 parity test
-  goes through it), so float64 results are those of the NumPy references to a few ulps.
+  goes through it), so float64 results are those of the NumPy references (NumPy's ``exp``, SciPy's
+  ``erf``) to a few ulps.
 
 Which one a kernel gets is decided by the argument's type when numba compiles it (``overload``).
 """

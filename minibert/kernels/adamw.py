@@ -1,4 +1,4 @@
-"""numba twin of ``minibert.optim.adamw_update``: one AdamW step of one parameter, in place.
+"""numba twin of ``minibert.layers.adamw.adamw_update``: one AdamW step of one parameter, in place.
 
 The reference makes five passes over p, g, m, v (and allocates temporaries); the twin makes one.
 Every scalar is cast to the parameter's dtype first and the arithmetic is done in the reference's
@@ -22,9 +22,9 @@ def _adamw(p, g, m, v, decay, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqr
 
 
 def adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
-    """numba twin of ``minibert.optim.adamw_update`` (same arguments; p, m, v updated in place)."""
+    """numba twin of ``minibert.layers.adamw.adamw_update`` (same arguments; p, m, v updated in place)."""
     if not (p.flags.c_contiguous and g.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
-        from ..optim import adamw_update as reference
+        from ..layers.adamw import adamw_update as reference
         return reference(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt)
     t = p.dtype.type
     decay = t(1 - lr * weight_decay) if weight_decay else t(1)

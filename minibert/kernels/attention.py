@@ -1,14 +1,13 @@
 """numba twins of ``minibert/layers/attention.py`` (and of the softmax and dropout inside it).
 
-The twin keeps the reference's cache layout, ``(query, key, value, sdpa, output, A)`` with
-``sdpa = (q, k, v, probs, dropped, drop cache, scale)``, so ``cache[3][3]`` is still the attention
-probabilities (B, A, T, T) and either backward accepts either forward's cache.  What changes:
+The twin returns the reference's caches, ``AttentionCache`` and ``SDPACache``, so ``cache.sdpa.probs``
+is still the attention probabilities (B, A, T, T) and either backward accepts either forward's cache.  What changes:
 
 * one matmul for the three projections: ``x @ [Wq; Wk; Wv]^T`` -> (B*T, 3C), whose column slices
   *are* q, k and v (no copies), and one matmul for their three input gradients;
 * scale, additive mask, softmax and the attention dropout in one jitted pass over the scores, one
   parallel task per (batch, head) (``attention_softmax_forward``), and likewise their backward;
-  its NumPy reference, ``attention_softmax_forward_reference``, is the middle of ``sdpa_forward``;
+  its NumPy reference is the middle of ``sdpa_forward`` (``tests/test_kernels.py`` composes it);
 * the per-head products are BLAS calls as in the reference (NumPy's ``matmul`` over the heads), but
   write straight into the merged (B, T, C) layout through strided views: no ``merge_heads`` copy.
 
@@ -22,6 +21,7 @@ import math
 import numpy as np
 from numba import prange
 
+from ..layers.attention import AttentionCache, SDPACache
 from ._vecmath import kernel, vexp
 from .dropout import uniforms
 
@@ -139,8 +139,7 @@ def _as4d(mask_add, dtype, B, Tk):
 
 def attention_softmax_forward(scores, mask_add, scale, dropout_p=0.0, rng=None, training=False, out=None):
     """Fused ``softmax(scores * scale + mask_add)`` and dropout, the middle of the reference's
-    ``sdpa_forward`` (``minibert.layers.attention``), which the NumPy reference
-    ``attention_softmax_forward_reference`` spells out.
+    ``sdpa_forward`` (``minibert.layers.attention``): softmax, then dropout.
 
     scores (B, A, Tq, Tk) = q @ k^T (unscaled); mask (B, 1, 1, Tk) or broadcastable.
     Returns ``probs, dropped, drop_cache`` (``dropped is probs`` and ``drop_cache is None`` when dropout
@@ -175,21 +174,6 @@ def attention_softmax_backward(ddropped, probs, drop_cache, scale, out=None):
     return dscores
 
 
-def attention_softmax_forward_reference(scores, mask_add, scale, dropout_p=0.0, rng=None, training=False):
-    """The NumPy reference of the fused op, in the words of ``sdpa_forward``."""
-    from ..layers.dropout import dropout_forward
-    from ..layers.softmax import softmax_forward
-    probs, _ = softmax_forward(scores * scores.dtype.type(scale), mask_add)
-    dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training)
-    return probs, dropped, drop_cache
-
-
-def attention_softmax_backward_reference(ddropped, probs, drop_cache, scale):
-    from ..layers.dropout import dropout_backward
-    from ..layers.softmax import softmax_backward
-    return softmax_backward(dropout_backward(ddropped, drop_cache), probs) * probs.dtype.type(scale)
-
-
 def _heads(x2, B, T, A):
     """(B*T, C) view -> (B, A, T, D) view of the same memory."""
     C = x2.shape[-1]
@@ -201,7 +185,7 @@ def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
     """numba twin of ``minibert.layers.attention.attention_forward``.
 
     (B, T, C), weights (C, C), biases (C,), mask (B, 1, 1, T) -> out (B, T, C);
-    ``cache[3][3]`` holds the attention probabilities (B, A, T, T).
+    ``cache``: the reference's ``AttentionCache``; ``cache.sdpa.probs`` (B, A, T, T).
     """
     B, T, C = x.shape
     A = num_heads
@@ -218,8 +202,8 @@ def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
     np.matmul(dropped, v, out=_heads(ctx, B, T, A))
     out = ctx @ wo.T  # (B*T, C)
     out += bo
-    cs = (q, k, v, probs, dropped, drop_cache, scale)
-    return out.reshape(B, T, C), ((x, wq), (x, wk), (x, wv), cs, (ctx.reshape(B, T, C), wo), A)
+    cs = SDPACache(q, k, v, probs, dropped, drop_cache, scale)
+    return out.reshape(B, T, C), AttentionCache((x, wq), (x, wk), (x, wv), cs, (ctx.reshape(B, T, C), wo), A)
 
 
 def attention_backward(dout, cache):

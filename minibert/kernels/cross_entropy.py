@@ -9,6 +9,7 @@ ignored rows) is also one pass.
 import numpy as np
 from numba import prange
 
+from ..layers.cross_entropy import IGNORE_INDEX
 from ._vecmath import kernel, vexp
 
 
@@ -49,7 +50,7 @@ def _cross_entropy_backward(probs, labels, counted, coef, dlogits):
                 drow[j] = zero
 
 
-def cross_entropy_forward(logits, labels, ignore_index=-100):
+def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     """numba twin of ``minibert.layers.cross_entropy.cross_entropy_forward``.
 
     (N, V), (N,) int -> scalar loss.  ``cache = (probs (N, V), labels (N,), counted (N,) bool, count)``.

@@ -1,13 +1,12 @@
-"""numba twins of ``minibert/layers/gelu.py`` (exact GELU) and ``minibert/layers/ffn.py``.
+"""numba twins of ``minibert/layers/gelu.py`` (exact GELU), and the fused bias + GELU that the FFN twin uses.
 
-GELU needs erf.  The reference evaluates its NumPy port of fdlibm's erf region by region, a dozen
-passes over the array; the twin does one pass.  float32 uses the vectorizable ``verf`` (absolute
-error < 5e-7, see ``_vecmath``), float64 the C library's ``math.erf`` (fdlibm's algorithm: the
-reference's to a few ulps).
+GELU needs erf.  The reference calls SciPy's ``erf`` and makes a few more NumPy passes over the array;
+the twin does one pass.  float32 uses the vectorizable ``verf`` (absolute error < 5e-7, see
+``_vecmath``), float64 the C library's ``math.erf`` (SciPy's to a few ulps: ``tests/test_erf.py``).
 
-The FFN twin fuses the first bias into the GELU pass (``h = x W1^T`` by BLAS, then ``h += b1`` and
-``a = gelu(h)`` in one jitted pass), and in the backward fuses the GELU derivative with the bias
-gradient ``db1 = sum over rows of dh``.  The constants below are those of the mathematics (sqrt(1/2),
+``bias_gelu_forward`` fuses the FFN's first bias into the GELU pass (``h += b1`` and ``a = gelu(h)``
+in one jitted pass), and ``gelu_bias_backward`` fuses the GELU derivative with the bias gradient
+``db1 = sum over rows of dh`` (both used by ``kernels/ffn.py``).  The constants below are those of the mathematics (sqrt(1/2),
 1/sqrt(2 pi)), not settings, so numba may freeze them.
 """
 import math
@@ -16,9 +15,6 @@ import numpy as np
 from numba import prange
 
 from ._vecmath import kernel, verf, vexp
-
-from ..layers.ffn import ffn_backward as _ffn_backward_reference
-from ..layers.ffn import ffn_forward as _ffn_forward_reference
 
 SQRT_HALF = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -104,36 +100,3 @@ def gelu_bias_backward(dout, cache):
     dh = np.empty_like(dout)
     _gelu_backward(dout, h, dh, db_part, _ROWS)
     return dh, db_part.sum(0).astype(h.dtype)
-
-
-def ffn_forward(x, w1, b1, w2, b2, act="gelu"):
-    """numba twin of ``minibert.layers.ffn.ffn_forward`` (exact GELU; other activations use the
-    reference).  (B, T, C), (F, C), (F,), (C, F), (C,) -> (B, T, C).  ``cache = (c1, act cache, c2, act)``."""
-    if act != "gelu":
-        return _ffn_forward_reference(x, w1, b1, w2, b2, act)
-    C, F = x.shape[-1], w1.shape[0]
-    x2 = x.reshape(-1, C)
-    h = x2 @ w1.T  # (N, F)
-    a, h = bias_gelu_forward(h, b1)  # h += b1; a = gelu(h)
-    out = a @ w2.T  # (N, C)
-    out += b2
-    shape = x.shape[:-1]
-    return out.reshape(*shape, C), ((x, w1), h.reshape(*shape, F), (a.reshape(*shape, F), w2), act)
-
-
-def ffn_backward(dout, cache):
-    """numba twin of ``minibert.layers.ffn.ffn_backward``.  (B, T, C) -> dx, dw1, db1, dw2, db2"""
-    (x, w1), h, (a, w2), act = cache
-    if act != "gelu":
-        return _ffn_backward_reference(dout, cache)
-    C, F = x.shape[-1], w1.shape[0]
-    dout2 = dout.reshape(-1, C)
-    # forward: out = a @ w2.T + b2
-    da = dout2 @ w2  # (N, F)
-    dw2 = dout2.T @ a.reshape(-1, F)
-    db2 = dout2.sum(axis=0)
-    # forward: a = gelu(h), h = x @ w1.T + b1
-    dh, db1 = gelu_bias_backward(da, h.reshape(-1, F))
-    dx = dh @ w1  # (N, C)
-    dw1 = dh.T @ x.reshape(-1, C)
-    return dx.reshape(x.shape), dw1, db1, dw2, db2

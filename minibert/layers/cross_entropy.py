@@ -11,8 +11,10 @@ Shapes: ``N`` rows (e.g. masked positions), ``V`` classes.
 """
 import numpy as np
 
+IGNORE_INDEX = -100  # transformers' label for "not predicted": the loss skips it
 
-def cross_entropy_forward(logits, labels, ignore_index=-100):
+
+def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     """(N, V), (N,) int -> scalar loss.  ``cache = (probs (N, V), safe (N,), counted (N,) bool, count)``,
     ``safe`` being the labels with ignored rows replaced by 0.
 
@@ -53,19 +55,36 @@ def cross_entropy_backward(dloss, cache):
     return dlogits
 
 
-def test_cross_entropy():
-    """The exercise's check, in float64 with some ignored rows; the error is printed next to its expected range."""
-    from minibert.exercises import check_gradients
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal((10, 11)) * 2
+def gradcheck_cases(rng):
+    """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_cross_entropy`` runs them,
+    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of, and the
+    other arguments."""
+    from minibert.gradcheck import GradCase
     labels = rng.integers(0, 11, size=10)
-    labels[[1, 4, 5]] = -100  # not predicted
-    check_gradients(lambda z: cross_entropy_forward(z, labels), cross_entropy_backward, [logits], ["dlogits"])
+    labels[[1, 4, 5]] = IGNORE_INDEX  # not predicted
+    cases = [GradCase("logits (10, 11), 3 rows ignored (label -100)", cross_entropy_forward, cross_entropy_backward,
+                      inputs=dict(logits=rng.standard_normal((10, 11)) * 2), args=dict(labels=labels))]
+    ### BEGIN HIDDEN TESTS
+    cases.append(GradCase("every row counted", cross_entropy_forward, cross_entropy_backward,
+                          inputs=dict(logits=rng.standard_normal((10, 11)) * 2),
+                          args=dict(labels=rng.integers(0, 11, size=10))))
+    cases.append(GradCase("every row ignored: loss 0, gradient 0", cross_entropy_forward, cross_entropy_backward,
+                          inputs=dict(logits=rng.standard_normal((10, 11)) * 2),
+                          args=dict(labels=np.full(10, IGNORE_INDEX)), zero=("dlogits",)))
+    ### END HIDDEN TESTS
+    return cases
+
+
+def test_cross_entropy():
+    """The exercise's checks, in float64 with some ignored rows; each error is printed next to its expected range."""
+    from minibert.gradcheck import check_cases
+    check_cases(gradcheck_cases(np.random.default_rng(0)))
     ### BEGIN HIDDEN TESTS
     loss, _ = cross_entropy_forward(np.zeros((4, 11)), np.array([1, 2, 3, -100]))
     np.testing.assert_allclose(loss, np.log(11), rtol=1e-14)  # uniform logits: ln V, averaged over 3 rows
-    loss, cache = cross_entropy_forward(logits, np.full(10, -100))
-    assert loss == 0 and not cross_entropy_backward(1.0, cache).any(), "no counted row: loss 0, gradient 0"
+    loss, _ = cross_entropy_forward(np.ones((4, 11)), np.full(4, -100))
+    assert loss == 0, "no counted row: loss 0"
     ### END HIDDEN TESTS
 
 

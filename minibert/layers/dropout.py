@@ -22,3 +22,22 @@ def dropout_backward(dout, cache):
     keep, scale = cache
     # forward: out = x * keep * scale
     return dout * keep * dout.dtype.type(scale)
+
+
+def gradcheck_cases(rng):
+    """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_dropout`` runs them,
+    and so does ``tests/test_layers_gradcheck.py``."""
+    from minibert.gradcheck import GradCase
+    return [GradCase("p = 0.2, x (3, 4, 6), the same mask on every call", dropout_forward, dropout_backward,
+                     inputs=dict(x=rng.standard_normal((3, 4, 6))),
+                     args=dict(p=0.2, rng=np.random.default_rng(3), training=True))]
+
+
+def test_dropout():
+    """Checked against centered differences in float64."""
+    from minibert.gradcheck import check_cases
+    check_cases(gradcheck_cases(np.random.default_rng(0)))
+
+
+if __name__ == "__main__":
+    test_dropout()

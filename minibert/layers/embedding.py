@@ -42,15 +42,24 @@ def embedding_backward(dout, cache, padding_idx=None):
     return dw
 
 
+def gradcheck_cases(rng):
+    """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_embedding`` runs them,
+    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of, and the
+    other arguments."""
+    from minibert.gradcheck import GradCase
+    ids = np.array([[3, 1, 3, 3, 0], [1, 4, 4, 2, 3], [0, 0, 6, 3, 1]])  # 3 used five times, 6 once, 5 never
+    return [GradCase("ids (3, 5) with repeated ids, w (7, 12)", embedding_forward, embedding_backward,
+                     inputs=dict(w=rng.standard_normal((7, 12))), args=dict(ids=ids))]
+
+
 def test_embedding():
     """The exercise's check, in float64 with repeated ids; the error is printed next to its expected range."""
-    from minibert.exercises import check_gradients
-    rng = np.random.default_rng(0)
-    ids = np.array([[3, 1, 3, 3, 0], [1, 4, 4, 2, 3]])  # 3 appears four times
-    w = rng.standard_normal((6, 12))
-    check_gradients(lambda w: embedding_forward(ids, w), embedding_backward, [w], ["dw"])
+    from minibert.gradcheck import check_cases
+    check_cases(gradcheck_cases(np.random.default_rng(0)))
     ### BEGIN HIDDEN TESTS
-    out, cache = embedding_forward(ids, w)
+    ids = np.array([[3, 1, 3, 3, 0], [1, 4, 4, 2, 3]])  # 3 appears four times
+    out, cache = embedding_forward(ids, np.random.default_rng(1).standard_normal((6, 12)))
     dw = embedding_backward(np.ones_like(out), cache, padding_idx=0)
     assert np.all(dw[0] == 0), "the padding row gets no gradient"
     assert np.all(dw[3] == 4) and np.all(dw[5] == 0), "a row gets one contribution per use, unused rows none"

@@ -42,16 +42,29 @@ def linear_backward(dout, cache):
     return dx, dw, db
 
 
+def gradcheck_cases(rng):
+    """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_linear`` runs them,
+    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of."""
+    from minibert.gradcheck import GradCase
+    w, b = rng.standard_normal((7, 12)), rng.standard_normal(7)
+    cases = [GradCase("x (2, 5, 12), w (7, 12), b (7,)", linear_forward, linear_backward,
+                      inputs=dict(x=rng.standard_normal((2, 5, 12)), w=w, b=b))]
+    ### BEGIN HIDDEN TESTS
+    cases.append(GradCase("a 2-D input: x (3, 12)", linear_forward, linear_backward,
+                          inputs=dict(x=rng.standard_normal((3, 12)), w=w, b=b)))
+    ### END HIDDEN TESTS
+    return cases
+
+
 def test_linear():
     """The exercise's checks, in float64; each relative error is printed next to its expected range."""
-    from minibert.exercises import check_gradients
+    from minibert.gradcheck import check_cases
     rng = np.random.default_rng(0)
-    x, w, b = rng.standard_normal((2, 5, 12)), rng.standard_normal((7, 12)), rng.standard_normal(7)
-    check_gradients(linear_forward, linear_backward, [x, w, b], ["dx", "dw", "db"])
+    check_cases(gradcheck_cases(rng))
     ### BEGIN HIDDEN TESTS
-    x2 = rng.standard_normal((3, 12))  # a plain 2-D input must work too
-    check_gradients(linear_forward, linear_backward, [x2, w, b], ["dx", "dw", "db"])
-    np.testing.assert_allclose(linear_forward(x2, w, b)[0], x2 @ w.T + b, rtol=1e-13)
+    x, w, b = rng.standard_normal((3, 12)), rng.standard_normal((7, 12)), rng.standard_normal(7)
+    np.testing.assert_allclose(linear_forward(x, w, b)[0], x @ w.T + b, rtol=1e-13)
     ### END HIDDEN TESTS
 
 

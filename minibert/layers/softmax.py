@@ -45,20 +45,34 @@ def attention_mask_to_additive(attention_mask, dtype):
     return ((1.0 - m) * np.finfo(dtype).min)[:, None, None, :].astype(dtype)
 
 
+def gradcheck_cases(rng):
+    """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_softmax`` runs them,
+    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of, and the
+    other arguments."""
+    from minibert.gradcheck import GradCase
+    mask = attention_mask_to_additive(np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]), np.float64)
+    cases = [GradCase("attention scores (2, 3, 5, 5) with padded keys", softmax_forward, softmax_backward,
+                      inputs=dict(x=rng.standard_normal((2, 3, 5, 5)) * 2), args=dict(mask_add=mask))]
+    ### BEGIN HIDDEN TESTS
+    cases.append(GradCase("no mask, x (3, 7)", softmax_forward, softmax_backward,
+                          inputs=dict(x=rng.standard_normal((3, 7)))))
+    ### END HIDDEN TESTS
+    return cases
+
+
 def test_softmax():
     """The exercise's checks, in float64 with a padding mask; each error is printed next to its expected range."""
-    from minibert.exercises import check_gradients
+    from minibert.gradcheck import check_cases
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 5, 5))  # (B, A, T, T) attention scores
-    mask = attention_mask_to_additive(np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]), np.float64)
-    check_gradients(lambda x: softmax_forward(x, mask), softmax_backward, [x], ["dx"])
+    check_cases(gradcheck_cases(rng))
     ### BEGIN HIDDEN TESTS
     p, _ = softmax_forward(np.array([[1000.0, 1000.0, -1000.0]]))
     np.testing.assert_allclose(p, [[0.5, 0.5, 0.0]])  # no overflow
-    p, _ = softmax_forward(x, mask)
+    mask = attention_mask_to_additive(np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]), np.float64)
+    p, _ = softmax_forward(rng.standard_normal((2, 3, 5, 5)), mask)
     assert np.all(p[0, :, :, 3:] == 0), "masked keys must get exactly zero probability"
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-14)
-    check_gradients(softmax_forward, softmax_backward, [rng.standard_normal((3, 7))], ["dx"])
     ### END HIDDEN TESTS
 
 

@@ -49,13 +49,13 @@
 # | where | what |
 # |---|---|
 # | `minibert/layers/` | one file per layer, `X_forward` / `X_backward` side by side, NumPy: the references |
-# | `minibert/model.py` | `BertModel`, `BertForPreTraining`: the layers assembled, with `params`/`grads` dicts |
+# | `minibert/models/bert.py` | `BertModel`, `BertForPreTraining`: the layers assembled, with `params`/`grads` dicts |
 # | `minibert/gradcheck.py` | centered-difference gradient checks, `rel_error` |
-# | `minibert/tokenizer.py`, `wordpiece.py` | BERT's tokenizer, and WordPiece vocabulary training |
-# | `minibert/corpus.py`, `pretraining_data.py` | corpora, and MLM/NSP training instances |
-# | `minibert/optim.py`, `train.py` | AdamW, the schedule, the training loop (`minibert pretrain`) |
+# | `minibert/data/tokenizer.py`, `wordpiece.py` | BERT's tokenizer, and WordPiece vocabulary training |
+# | `minibert/data/corpus.py`, `pretraining.py` | corpora, and MLM/NSP training instances |
+# | `minibert/optim.py`, `training/pretrain.py` | AdamW, the schedule, the training loop (`minibert pretrain`) |
 # | `minibert/kernels/` | numba twins of the hot layers, tested against the references |
-# | `minibert/exercises.py`, `attention_ninja.py` | the classroom exercises (the marked regions of `layers/`, plus a backprop-ninja pass) and their grader |
+# | `minibert/classroom/exercises.py`, `attention_ninja.py` | the classroom exercises (the marked regions of `layers/`, plus a backprop-ninja pass) and their grader |
 # | `docs/` | concepts, architecture, and the derivation of every backward |
 #
 # The data flow of one training step ([`docs/architecture.md`](../docs/architecture.md)):
@@ -109,7 +109,8 @@ print("...", len(model.named_parameters()), "parameter arrays, transformers' nam
 # %% [markdown]
 # ## Check: the hand-written backward against finite differences
 #
-# `model.backward()` fills `model.grads` (same keys as `model.params`) with the gradient of `out.loss`.
+# `model.backward()` adds the gradient of `out.loss` into `model.grads` (same keys as `model.params`;
+# they start at zero, and `model.zero_grad()` clears them, as PyTorch's `.grad`).
 # We compare a few coordinates of every parameter with centered differences
 # `(L(θ+h) − L(θ−h)) / 2h`, in float64. The attention key biases are left out: their gradient is
 # exactly zero (softmax ignores a shift shared by a whole row of scores; see

@@ -22,9 +22,9 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
-from minibert.corpus import load_default_corpus
-from minibert.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.data.corpus import load_default_corpus
+from minibert.data.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 
 workdir = tempfile.mkdtemp(prefix="minibert-lesson01-")
 
@@ -71,7 +71,7 @@ for word in ["unaffable", "affable", "unable", "zebra"]:
 # ## Learning a vocabulary
 #
 # BERT's 30k pieces were learned from its corpus: start from single characters and repeatedly merge
-# the most frequent adjacent pair (`minibert.train_wordpiece`, see `minibert/wordpiece.py`). We learn
+# the most frequent adjacent pair (`minibert.train_wordpiece`, see `minibert/data/wordpiece.py`). We learn
 # 2,000 pieces from CPython's documentation (the default corpus, built from the Python installation,
 # no download) plus a few Chinese sentences from the seed article, so that its characters are in the
 # vocabulary too.

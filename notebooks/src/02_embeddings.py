@@ -28,9 +28,9 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
-from minibert.corpus import synthetic_vocabulary
+from minibert.data.corpus import synthetic_vocabulary
 from minibert.gradcheck import check_layer, report_line
 
 minibert.set_backend("numpy")
@@ -62,11 +62,11 @@ print("np.add.at         row 3:", right[3], " <- 1 + 10")
 # position table takes the sum over the batch directly, since every sequence reads rows `0..T-1`.
 
 # %%
-from minibert.model import BertModel
-show(BertModel.forward, "we, c_we", "mask_add =")
+from minibert.models.bert import BertModel
+show(BertModel.forward, "positions = np.arange(T)", "mask_add =")
 
 # %%
-show(BertModel.backward, "# forward: x = dropout(LayerNorm", "position_embeddings.weight\"][:T]")
+show(BertModel.backward, "# forward: x = dropout(LayerNorm", "emb.position))")
 
 # %% [markdown]
 # ## Check: a gradient check of the whole embedding block

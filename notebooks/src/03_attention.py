@@ -35,10 +35,10 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
 from minibert.gradcheck import check_layer, report_line
-from minibert.plots import plot_attention
+from minibert.training.plots import plot_attention
 
 minibert.set_backend("numpy")
 
@@ -99,7 +99,7 @@ wv[...] = wo[...] = np.eye(C)
 bq, bk, bv, bo = (np.zeros(C) for _ in range(4))
 mask_add = L.attention_mask_to_additive(mask, np.float64)            # (B, 1, 1, T)
 out, cache = L.attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, A)
-probs = cache[3][3]                                                  # (B, A, T, T)
+probs = cache.sdpa.probs                                             # (B, A, T, T)
 
 fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
 plot_attention(probs[0, 0], tokens[0], ax=axes[0], title="head 0 (same word), sequence 0")

@@ -4,12 +4,11 @@
 # Three pieces of every encoder layer. Each: derive, the library's code, a gradient check, a plot.
 
 # %%
-
 import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
 from minibert.gradcheck import check_layer
 

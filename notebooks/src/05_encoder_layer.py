@@ -25,12 +25,12 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
-from minibert.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import check_layer, numerical_gradient_at, perturb_parameters, rel_error
-from minibert.model import BertModel
-from minibert.pretraining_data import PretrainingDataset
+from minibert.models.bert import BertModel
+from minibert.data.pretraining import PretrainingDataset
 
 minibert.set_backend("numpy")
 
@@ -178,7 +178,7 @@ fig.tight_layout()
 # sums and the gradient no longer passes unchanged: at 0.5 it *grows* layer after layer on its way
 # down, by more than two orders of magnitude over six layers, so the bottom layers would take far
 # larger steps than the top ones. The parameter gradients (right) are of one size in every layer. Small
-# initial weights, and a learning-rate warmup while they grow (minibert's `train.py` uses one), keep
+# initial weights, and a learning-rate warmup while they grow (minibert's `training/pretrain.py` uses one), keep
 # post-LN BERT trainable; "pre-LN" Transformers (LayerNorm inside the residual branch) were designed
 # to avoid the problem.
 #

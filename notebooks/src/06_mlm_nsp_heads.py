@@ -33,11 +33,11 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
-from minibert.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error, report_line
-from minibert.model import BertForPreTraining
-from minibert.pretraining_data import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
+from minibert.models.bert import BertForPreTraining
+from minibert.data.pretraining import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
 
 minibert.set_backend("numpy")
 
@@ -91,7 +91,7 @@ show(BertForPreTraining.forward, "# MLM head", "losses = [")
 # embeddings' gradient (`owner._acc`), which the embedding lookup will add to as well.
 
 # %%
-show(BertForPreTraining.backward, "if c_mlm is not None:", "self.bert.backward(")
+show(BertForPreTraining.backward, "if cache.mlm_loss is not None:", "self.bert.backward(")
 
 # %% [markdown]
 # ## Check
@@ -130,6 +130,7 @@ before = {n: g.copy() for n, g in model.grad_state_dict().items()}
 noisy = dict(batch, input_ids=np.where(batch["attention_mask"] == 1, batch["input_ids"],
                                        np.random.default_rng(0).integers(5, V, size=batch["input_ids"].shape)))
 out2 = model(**noisy)
+model.zero_grad()                                   # backward() adds into grads: start afresh
 model.backward()
 worst = max(np.abs(g - before[n]).max() for n, g in model.grad_state_dict().items())
 print(f"2b. random ids at padded positions: |Δloss| = {abs(out2.loss - out.loss):.1e}, max |Δgradient| = {worst:.1e}  (expect 0)")
@@ -142,6 +143,7 @@ print(f"2b. random ids at padded positions: |Δloss| = {abs(out2.loss - out.loss
 # %%
 untied = BertForPreTraining(minibert.BertConfig(**{**cfg.to_dict(), "tie_word_embeddings": False}), seed=0, dtype=np.float64)
 untied.load_state_dict({**model.state_dict(), "cls.predictions.decoder.weight": model.state_dict()["bert.embeddings.word_embeddings.weight"].copy()})
+model.zero_grad()                                   # the cell above left its gradients in grads
 model(**batch), model.backward()
 untied(**batch), untied.backward()
 tied_g = model.grad_state_dict()["bert.embeddings.word_embeddings.weight"]

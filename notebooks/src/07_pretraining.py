@@ -6,15 +6,15 @@
 # laptop CPU) and look at what it learned: the loss curves, fill-mask before and after, and the
 # attention maps of the trained model.
 #
-# **The corpus** is minibert's synthetic language (`minibert.corpus.synthetic_corpus`), made so that
+# **The corpus** is minibert's synthetic language (`minibert.data.corpus.synthetic_corpus`), made so that
 # the right answers are known: documents about one topic (kitchen, farm, sea, ...), sentences such as
 # *"the red cup holds the blue bowl."*, and every noun always wears the same colour. So a masked
 # **colour** is predictable only from the noun to its *right* (a left-to-right model is stuck at
 # 1/4, a bidirectional one can reach 1), a **noun** from its colour and the topic (at most 1/2),
 # a **verb** not at all (1/8); NSP is learnable from the topics (at most 93.75%).
 #
-# **The step** (`minibert/train.py` runs the same loop with checkpoints, evaluation and logging):
-# `batch → model(**batch) → model.backward() → clip_grad_norm → learning-rate schedule → AdamW.step()`.
+# **The step** (`minibert/training/pretrain.py` runs the same loop with checkpoints, evaluation and logging):
+# `model.zero_grad() → batch → model(**batch) → model.backward() → clip_grad_norm → learning-rate schedule → AdamW.step()`.
 
 # %%
 import os
@@ -25,11 +25,11 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.corpus import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, synthetic_corpus
+from minibert.data.corpus import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, synthetic_corpus
 from minibert.optim import clip_grad_norm, linear_warmup_decay
-from minibert.plots import plot_attention, smooth
-from minibert.pretraining_data import PretrainingDataset
-from minibert.train import evaluate, fill_mask
+from minibert.training.plots import plot_attention, smooth
+from minibert.data.pretraining import PretrainingDataset
+from minibert.training.pretrain import evaluate, fill_mask
 
 minibert.set_backend("numpy")  # the readable references; set_backend("numba") is ~2x faster after compiling
 workdir = tempfile.mkdtemp(prefix="minibert-lesson07-")
@@ -87,8 +87,9 @@ history, evals = [], []
 start = time.perf_counter()
 for step in range(steps):
     batch = data.next_batch()
+    model.zero_grad()                                      # backward() adds into grads
     out = model(**batch)                                   # forward: MLM + NSP loss
-    model.backward()                                       # fills model.grads
+    model.backward()                                       # adds d loss / d params into model.grads
     grad_norm = clip_grad_norm(model, 1.0)
     opt.lr = linear_warmup_decay(step, steps, steps // 10, lr)
     opt.step()

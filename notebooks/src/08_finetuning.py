@@ -43,10 +43,10 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
-from minibert import finetune as ft
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.training import finetune as ft
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error
-from minibert.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
+from minibert.models.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 
 minibert.set_backend("numpy")  # the lessons run the readable NumPy references
 
@@ -153,7 +153,7 @@ print(f"classifier.weight {errors['classifier.weight']:.1e}, classifier.bias {er
 # %% [markdown]
 # ## The task: which standard-library package does a docstring sentence come from?
 #
-# `minibert.finetune` ships a classification task on real text that needs no download: the sentences
+# `minibert.training.finetune` ships a classification task on real text that needs no download: the sentences
 # of CPython's docstrings (our pretraining corpus), labelled by the package of their module. The
 # split is **by module**: every sentence of `asyncio.locks` is on the same side, so the test asks "do
 # you know what asyncio is about?", not "have you seen this module?".
@@ -180,8 +180,8 @@ for k in (0, 3, 4):
 pretrained_dir = None   # e.g. "../runs/pretrain" after `minibert pretrain`
 workdir = tempfile.mkdtemp(prefix="minibert-lesson08-")
 if pretrained_dir is None:
-    from minibert.corpus import load_default_corpus, write_text_corpus
-    from minibert.train import PretrainConfig, pretrain
+    from minibert.data.corpus import load_default_corpus, write_text_corpus
+    from minibert.training.pretrain import PretrainConfig, pretrain
     corpus = load_default_corpus()
     docs = [doc for doc, title in zip(corpus.train + corpus.heldout, corpus.train_titles + corpus.heldout_titles)
             if title.startswith("module:") and title[7:].split(".")[0] in ft.STDLIB_PACKAGES]

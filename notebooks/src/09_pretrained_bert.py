@@ -48,10 +48,10 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.lessons import show  # the library's own source: what you read is what runs
-import minibert.pretrained
-from minibert.inference import attention_maps, cosine_similarity, mean_pool, sentence_embeddings
-from minibert.plots import plot_attention
+from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+import minibert.files
+from minibert.training.inference import attention_maps, cosine_similarity, mean_pool, sentence_embeddings
+from minibert.training.plots import plot_attention
 
 minibert.set_backend("numpy")  # the lessons run the readable NumPy references
 
@@ -78,10 +78,10 @@ for name in list(weights)[:6] + ["encoder.layer.0.attention.self.query.weight", 
 # before it changes anything), and report what did not fit.
 
 # %%
-show(minibert.model.Module.from_pretrained)
+show(minibert.models.module.Module.from_pretrained)
 
 # %%
-show(minibert.pretrained.read_weights)
+show(minibert.files.read_weights)
 
 # %% [markdown]
 # Mean pooling and the cosine, as used by sentence-transformers:
@@ -173,7 +173,7 @@ for a in (0, 2, 4):
 # answer questions with the nearest sentences. The questions share few or no words with the answers.
 
 # %%
-from minibert.corpus import load_default_corpus
+from minibert.data.corpus import load_default_corpus
 
 corpus = load_default_corpus()
 by_title = dict(zip(corpus.train_titles + corpus.heldout_titles, corpus.train + corpus.heldout))

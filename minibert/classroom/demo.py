@@ -4,8 +4,10 @@ import math
 
 import numpy as np
 
-from . import BertConfig, BertForPreTraining, get_backend
-from .gradcheck import numerical_gradient_at, perturb_parameters, rel_error
+from ..backend import get_backend
+from ..config import BertConfig
+from ..models.bert import BertForPreTraining
+from ..gradcheck import numerical_gradient_at, perturb_parameters, rel_error
 
 
 def main():

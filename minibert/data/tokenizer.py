@@ -42,6 +42,8 @@ import unicodedata
 
 import numpy as np
 
+from ..files import atomic_write_bytes
+
 __all__ = ["BasicTokenizer", "BertTokenizer", "WordpieceTokenizer", "load_vocab"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -324,12 +326,12 @@ class BertTokenizer:
                 f"strip_accents={self.strip_accents}, special_tokens={dict(zip(SPECIAL_TOKENS, self.all_special_ids))})")
 
     def save_vocabulary(self, save_directory):
-        """Write ``save_directory/vocab.txt`` (created if needed); return ``(path,)`` as transformers."""
+        """Write ``save_directory/vocab.txt`` (created if needed, atomically); return ``(path,)`` as
+        transformers."""
         os.makedirs(save_directory, exist_ok=True)
         path = os.path.join(save_directory, "vocab.txt")
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            for i in range(len(self.ids_to_tokens)):
-                f.write(self.ids_to_tokens[i] + "\n")
+        text = "".join(self.ids_to_tokens[i] + "\n" for i in range(len(self.ids_to_tokens)))
+        atomic_write_bytes(path, text.encode("utf-8"))
         return (path,)
 
     # -- text -> tokens -> ids ---------------------------------------------------------------------

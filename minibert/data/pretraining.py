@@ -41,8 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..layers.cross_entropy import IGNORE_INDEX  # -100, transformers' label for "not predicted"
+
 CLS, SEP, MASK, PAD = "[CLS]", "[SEP]", "[MASK]", "[PAD]"
-IGNORE_INDEX = -100          # transformers' label for "not predicted": the loss skips it
 BATCH_KEYS = ("input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label")
 
 

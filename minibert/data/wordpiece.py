@@ -45,6 +45,7 @@ import os
 import re
 from collections import Counter, defaultdict
 
+from ..files import atomic_write_bytes
 from .tokenizer import SPECIAL_TOKENS, BasicTokenizer
 
 __all__ = ["train_wordpiece", "count_words", "initial_alphabet", "merge_loop"]
@@ -183,8 +184,8 @@ def train_wordpiece(texts, vocab_size, out_file=None, min_frequency=2, do_lower_
         texts: any iterable of str (a list of documents, an open file, a generator).
         vocab_size: size of the vocabulary to build, special tokens included. Fewer pieces come out
             if the corpus runs out of pairs occurring ``min_frequency`` times.
-        out_file: if given, also write the vocabulary there, one piece per line (a ``vocab.txt``
-            that ``BertTokenizer`` reads).
+        out_file: if given, also write the vocabulary there (atomically), one piece per line (a
+            ``vocab.txt`` that ``BertTokenizer`` reads).
         min_frequency: a pair must occur at least this often to be merged.
         do_lower_case, tokenize_chinese_chars, strip_accents: the BasicTokenizer settings; use the
             ones the ``BertTokenizer`` that will read this vocabulary will use.
@@ -225,6 +226,5 @@ def train_wordpiece(texts, vocab_size, out_file=None, min_frequency=2, do_lower_
         directory = os.path.dirname(os.fspath(out_file))
         if directory:
             os.makedirs(directory, exist_ok=True)
-        with open(out_file, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(piece + "\n" for piece in vocab))
+        atomic_write_bytes(out_file, "".join(piece + "\n" for piece in vocab).encode("utf-8"))
     return vocab

@@ -10,21 +10,23 @@
 A model is a thin object over a ``params`` dict and a ``grads`` dict with identical keys (the
 transformers parameter names); ``forward`` runs the layer functions and keeps their caches,
 ``backward`` runs the backward functions in reverse and *accumulates* into ``grads``.
-Kernels are looked up in ``minibert.backend.ops`` (NumPy references or numba twins).
+Kernels are looked up in ``minibert.backend.ops`` (NumPy references or numba twins).  What a forward
+keeps for its backward is a ``NamedTuple`` per part (``EmbeddingsCache``, ``EncoderLayerCache``, ...),
+so no code reaches into another's cache by position.
 
 Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``A`` heads, ``F`` intermediate, ``V`` vocab,
 ``P`` number of predicted (labelled) positions.
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import backend
-from .config import BertConfig
-from .layers.softmax import attention_mask_to_additive
-
-IGNORE_INDEX = -100
+from .. import backend
+from ..layers.cross_entropy import IGNORE_INDEX
+from ..layers.gelu import ACTIVATIONS
+from ..layers.softmax import attention_mask_to_additive
+from .module import Module, as_int_array, check_config, check_dtype, shape_of
 
 
 @dataclass
@@ -34,8 +36,8 @@ class BertModelOutput:
     attentions: Optional[list] = None      # L x (B, A, T, T) when output_attentions=True
 
     def __repr__(self):
-        return f"BertModelOutput(last_hidden_state={_shape(self.last_hidden_state)}, " \
-               f"pooler_output={_shape(self.pooler_output)})"
+        return f"BertModelOutput(last_hidden_state={shape_of(self.last_hidden_state)}, " \
+               f"pooler_output={shape_of(self.pooler_output)})"
 
 
 @dataclass
@@ -51,178 +53,33 @@ class BertForPreTrainingOutput:
 
     def __repr__(self):
         loss = "None" if self.loss is None else f"{float(self.loss):.4f}"
-        return (f"BertForPreTrainingOutput(loss={loss}, prediction_logits={_shape(self.prediction_logits)}, "
-                f"seq_relationship_logits={_shape(self.seq_relationship_logits)})")
+        return (f"BertForPreTrainingOutput(loss={loss}, prediction_logits={shape_of(self.prediction_logits)}, "
+                f"seq_relationship_logits={shape_of(self.seq_relationship_logits)})")
 
 
-def _shape(a):
-    return None if a is None else tuple(a.shape)
+class EmbeddingsCache(NamedTuple):
+    word: tuple          # embedding cache of the word ids (B, T)
+    token_type: tuple    # embedding cache of the segment ids (B, T)
+    position: tuple      # embedding cache of the positions 0..T-1, (1, T)
+    norm: tuple          # LayerNorm cache
+    dropout: object      # dropout cache (None when dropout is off)
 
 
-class Module:
-    """Holds ``params``/``grads`` (same keys), sub-modules, the train/eval switch and state dicts."""
-
-    def __init__(self):
-        self.params = {}
-        self.grads = {}
-        self.children = {}  # prefix -> Module
-        self.training = True
-
-    # -- parameters ------------------------------------------------------------------------------
-    def named_parameters(self):
-        """[(full name, param array, grad array)] in transformers' ``named_parameters()`` order."""
-        out = [(prefix + n, p, g) for prefix, child in self.children.items()
-               for n, p, g in child.named_parameters()]
-        return out + [(n, self.params[n], self.grads[n]) for n in self.params]
-
-    def num_parameters(self):
-        return sum(p.size for _, p, _ in self.named_parameters())
-
-    def zero_grad(self):
-        for _, _, g in self.named_parameters():
-            g.fill(0)
-
-    def grad_state_dict(self):
-        """{name: gradient} for every trainable parameter, named as transformers' named_parameters()."""
-        return {n: g for n, _, g in self.named_parameters()}
-
-    def _tied_aliases(self):
-        """{alias name: real name} for parameters that appear twice in transformers' state_dict."""
-        return {}
-
-    def state_dict(self):
-        """{name: array} with transformers' names, shapes and (out, in) layout (arrays, not copies)."""
-        sd = {n: p for n, p, _ in self.named_parameters()}
-        for alias, real in self._tied_aliases().items():
-            sd[alias] = sd[real]
-        return sd
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy weights in, in place.  Checks everything first, so a failed load changes nothing.
-
-        Tied aliases (``cls.predictions.decoder.weight``/``.bias``) may be present or absent.
-        Returns ``(missing, unexpected)`` name lists (both empty when ``strict``).
-        """
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict of name -> array, got {type(state_dict).__name__}")
-        own = {n: p for n, p, _ in self.named_parameters()}
-        aliases = self._tied_aliases()
-        missing = [n for n in own if n not in state_dict]
-        unexpected = [n for n in state_dict if n not in own and n not in aliases]
-        if strict and (missing or unexpected):
-            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        new, wrong_shapes = {}, []
-        for n, value in state_dict.items():
-            target = own.get(n)
-            if target is None and n in aliases:
-                target = own[aliases[n]]
-            if target is None:
-                continue
-            try:
-                value = np.asarray(value)
-            except Exception as e:  # e.g. a torch tensor that needs .numpy()
-                raise TypeError(f"load_state_dict: {n} must be array-like, got {type(value).__name__}") from e
-            if value.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {n} must hold numbers, got dtype {value.dtype}")
-            if value.shape != target.shape:
-                wrong_shapes.append(f"{n} has shape {value.shape}, expected {target.shape}")
-            elif n in own:
-                new[n] = value
-        if wrong_shapes:
-            raise ValueError("load_state_dict: " + "; ".join(wrong_shapes))
-        for n, value in new.items():
-            own[n][...] = value
-        return missing, unexpected
-
-    # -- transformers-format directories ---------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, directory, dtype=np.float32, seed=0, verbose=True, **config_overrides):
-        """Load a transformers-format directory (config.json + model.safetensors).
-
-        Works across classes as transformers does: a ``BertModel`` checkpoint into a model with heads
-        (the heads are newly initialised, and we say so), or a pretraining checkpoint into a
-        ``BertModel`` (the heads are ignored).  Missing and unexpected weights are reported by name.
-        ``config_overrides`` replace fields of config.json (``num_labels=6`` for a new classifier).
-        The model is returned in eval mode.
-        """
-        from .pretrained import read_config, read_weights
-        model = cls(read_config(directory, **config_overrides), seed=seed, dtype=dtype)
-        sd = read_weights(directory)
-        own = model.state_dict()
-        wants_prefix = any(k.startswith("bert.") for k in own)
-        has_prefix = any(k.startswith("bert.") for k in sd)
-        if wants_prefix and not has_prefix:
-            sd = {"bert." + k: v for k, v in sd.items()}
-        elif has_prefix and not wants_prefix:
-            sd = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in sd.items()}
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        if len(missing) == len(model.named_parameters()):
-            raise ValueError(f"no weight of {directory}/model.safetensors fits {cls.__name__} (expected names "
-                             f"like {next(iter(own))!r}, found {list(sd)[:3]}): is it a BERT checkpoint?")
-        model.missing_keys, model.unexpected_keys = missing, unexpected
-        if verbose and missing:
-            print(f"{cls.__name__}.from_pretrained: newly initialised (not in {directory}): {missing}")
-        if verbose and unexpected:
-            print(f"{cls.__name__}.from_pretrained: ignored weights of {directory} this model has no place for: "
-                  f"{unexpected}")
-        return model.eval()
-
-    def save_pretrained(self, directory, tokenizer=None):
-        """Write config.json + model.safetensors (+ vocab.txt) that transformers loads."""
-        from .pretrained import save_pretrained
-        save_pretrained(self, directory, tokenizer)
-
-    # -- modes -----------------------------------------------------------------------------------
-    def train(self, mode=True):
-        """Dropout on (as PyTorch's ``model.train()``)."""
-        self.training = bool(mode)
-        for child in self.children.values():
-            child.train(mode)
-        return self
-
-    def eval(self):
-        """Dropout off: the forward becomes deterministic."""
-        return self.train(False)
-
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
-
-    # -- helpers ---------------------------------------------------------------------------------
-    def _new_param(self, name, shape, kind):
-        """kind: 'normal' (weights, N(0, initializer_range)), 'zeros' (biases), 'ones' (LN gains)."""
-        if kind == "normal":
-            p = self._init_rng.normal(0.0, self.config.initializer_range, size=shape).astype(self.dtype)
-        elif kind == "zeros":
-            p = np.zeros(shape, dtype=self.dtype)
-        else:
-            p = np.ones(shape, dtype=self.dtype)
-        self.params[name] = p
-        self.grads[name] = np.zeros_like(p)
-
-    def _acc(self, name, g):
-        self.grads[name] += g
+class EncoderLayerCache(NamedTuple):
+    attention: tuple          # the attention cache; ``.sdpa.probs`` (B, A, T, T) are its probabilities
+    attention_dropout: object
+    attention_norm: tuple     # LayerNorm(a + x)
+    ffn: tuple                # the FFN cache
+    ffn_dropout: object
+    ffn_norm: tuple           # LayerNorm(f + h)
 
 
-def _check_config(config):
-    if not isinstance(config, BertConfig):
-        raise TypeError(f"config must be a minibert.BertConfig, got {type(config).__name__}")
-
-
-def _check_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
-def _as_int_array(name, value, shape=None):
-    """``value`` as an int64 array, or a TypeError/ValueError naming ``name``."""
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array (token ids are integers), got dtype {arr.dtype}")
-    if shape is not None and arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    return arr.astype(np.int64, copy=False)
+class BertModelCache(NamedTuple):
+    embeddings: EmbeddingsCache
+    layers: list              # L x EncoderLayerCache
+    pooler_dense: Optional[tuple]   # linear cache of the pooler, None without a pooler
+    pooler_tanh: Optional[object]
+    batch_shape: tuple        # (B, T)
 
 
 class BertModel(Module):
@@ -233,9 +90,9 @@ class BertModel(Module):
 
     def __init__(self, config, seed=0, dtype=np.float32, add_pooling_layer=True):
         super().__init__()
-        _check_config(config)
+        check_config(config)
         self.config = config
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype(dtype)
         self.add_pooling_layer = add_pooling_layer
         self._init_rng = np.random.default_rng(seed)
         self.dropout_rng = np.random.default_rng([seed, 1])  # separate stream: init and masks don't interact
@@ -276,7 +133,7 @@ class BertModel(Module):
     def check_inputs(self, input_ids, token_type_ids=None, attention_mask=None):
         """Validate and normalise the inputs; returns int64 (B, T) arrays.  Raises a clear error."""
         c = self.config
-        ids = _as_int_array("input_ids", input_ids)
+        ids = as_int_array("input_ids", input_ids)
         if ids.ndim != 2:
             hint = " (a single sequence: pass input_ids[None])" if ids.ndim == 1 else ""
             raise ValueError(f"input_ids must be 2-D (batch, sequence), got shape {ids.shape}{hint}")
@@ -292,7 +149,7 @@ class BertModel(Module):
         if token_type_ids is None:
             tt = np.zeros_like(ids)
         else:
-            tt = _as_int_array("token_type_ids", token_type_ids, ids.shape)
+            tt = as_int_array("token_type_ids", token_type_ids, ids.shape)
             if tt.min() < 0 or tt.max() >= c.type_vocab_size:
                 raise ValueError(f"token_type_ids must be in [0, type_vocab_size={c.type_vocab_size}), "
                                  f"got values {sorted(set(np.unique(tt).tolist()))}")
@@ -316,12 +173,14 @@ class BertModel(Module):
         eps = c.layer_norm_eps
 
         backend.scope = "embeddings forward"
-        we, c_we = K.embedding_forward(ids, p["embeddings.word_embeddings.weight"])  # (B, T, C)
-        te, c_te = K.embedding_forward(tt, p["embeddings.token_type_embeddings.weight"])  # (B, T, C)
-        pe = p["embeddings.position_embeddings.weight"][:T]  # (T, C), broadcast over B
-        x, c_eln = K.layernorm_forward(we + te + pe, p["embeddings.LayerNorm.weight"],
-                                       p["embeddings.LayerNorm.bias"], eps)
-        x, c_edrop = K.dropout_forward(x, c.hidden_dropout_prob, **drop)
+        positions = np.arange(T)[None]  # (1, T): every row has positions 0..T-1
+        we, c_word = K.embedding_forward(ids, p["embeddings.word_embeddings.weight"])  # (B, T, C)
+        te, c_type = K.embedding_forward(tt, p["embeddings.token_type_embeddings.weight"])  # (B, T, C)
+        pe, c_pos = K.embedding_forward(positions, p["embeddings.position_embeddings.weight"])  # (1, T, C)
+        x, c_norm = K.layernorm_forward(we + te + pe, p["embeddings.LayerNorm.weight"],
+                                        p["embeddings.LayerNorm.bias"], eps)  # (B, T, C)
+        x, c_drop = K.dropout_forward(x, c.hidden_dropout_prob, **drop)
+        embeddings = EmbeddingsCache(c_word, c_type, c_pos, c_norm, c_drop)
         mask_add = attention_mask_to_additive(mask, self.dtype)  # (B, 1, 1, T)
 
         layer_caches = []
@@ -329,14 +188,13 @@ class BertModel(Module):
             x, cache = self._layer_forward(i, x, mask_add)
             layer_caches.append(cache)
 
-        pooled, c_pool = None, None
+        pooled = c_pd = c_pt = None
         backend.scope = "pooler forward"
         if self.add_pooling_layer:
             h, c_pd = K.linear_forward(x[:, 0], p["pooler.dense.weight"], p["pooler.dense.bias"])  # (B, C)
             pooled, c_pt = K.tanh_forward(h)
-            c_pool = (c_pd, c_pt)
-        self._cache = (c_we, c_te, c_eln, c_edrop, layer_caches, c_pool, T)
-        attentions = [lc[0][3][3] for lc in layer_caches] if output_attentions else None
+        self._cache = BertModelCache(embeddings, layer_caches, c_pd, c_pt, ids.shape)
+        attentions = [lc.attention.sdpa.probs for lc in layer_caches] if output_attentions else None
         return BertModelOutput(x, pooled, attentions)
 
     def _layer_forward(self, i, x, mask_add):
@@ -360,33 +218,32 @@ class BertModel(Module):
         f, c_d2 = K.dropout_forward(f, c.hidden_dropout_prob, **drop)
         out, c_ln2 = K.layernorm_forward(f + h, p[pre + "output.LayerNorm.weight"],
                                          p[pre + "output.LayerNorm.bias"], c.layer_norm_eps)
-        return out, (c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2)
+        return out, EncoderLayerCache(c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2)
 
     def _layer_backward(self, i, dout, cache):
         K = backend.ops
-        c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2 = cache
         pre = f"encoder.layer.{i}."
         att = pre + "attention."
         backend.scope = f"encoder.layer.{i} backward"
         # forward: out = LayerNorm(f + h)
-        dsum2, dw, db = K.layernorm_backward(dout, c_ln2)
+        dsum2, dw, db = K.layernorm_backward(dout, cache.ffn_norm)
         self._acc(pre + "output.LayerNorm.weight", dw)
         self._acc(pre + "output.LayerNorm.bias", db)
         # forward: f = dropout(FFN(h))
-        df = K.dropout_backward(dsum2, c_d2)
-        dh, dw1, db1, dw2, db2 = K.ffn_backward(df, c_ffn)
+        df = K.dropout_backward(dsum2, cache.ffn_dropout)
+        dh, dw1, db1, dw2, db2 = K.ffn_backward(df, cache.ffn)
         self._acc(pre + "intermediate.dense.weight", dw1)
         self._acc(pre + "intermediate.dense.bias", db1)
         self._acc(pre + "output.dense.weight", dw2)
         self._acc(pre + "output.dense.bias", db2)
         dh += dsum2  # the residual: h also went straight into the sum
         # forward: h = LayerNorm(a + x)
-        dsum1, dw, db = K.layernorm_backward(dh, c_ln1)
+        dsum1, dw, db = K.layernorm_backward(dh, cache.attention_norm)
         self._acc(att + "output.LayerNorm.weight", dw)
         self._acc(att + "output.LayerNorm.bias", db)
         # forward: a = dropout(Attention(x))
-        da = K.dropout_backward(dsum1, c_d1)
-        dx, *dparams = K.attention_backward(da, c_att)
+        da = K.dropout_backward(dsum1, cache.attention_dropout)
+        dx, *dparams = K.attention_backward(da, cache.attention)
         for name, g in zip(("self.query.weight", "self.query.bias", "self.key.weight", "self.key.bias",
                             "self.value.weight", "self.value.bias", "output.dense.weight",
                             "output.dense.bias"), dparams):
@@ -395,13 +252,13 @@ class BertModel(Module):
         return dx
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
-        """Accumulate d(loss)/d(params) into ``grads``, given the upstream gradients of the outputs,
-        (B, T, C) and/or (B, C).  Call ``zero_grad()`` first unless you mean to accumulate."""
+        """*Add* d(loss)/d(params) into ``grads``, given the upstream gradients of the outputs,
+        (B, T, C) and/or (B, C).  Gradients accumulate: ``zero_grad()`` clears them."""
         if self._cache is None:
             raise ValueError("backward() called before forward(): run the model on a batch first")
         K, c = backend.ops, self.config
-        c_we, c_te, c_eln, c_edrop, layer_caches, c_pool, T = self._cache
-        B = c_we[0].shape[0]
+        cache = self._cache
+        B, T = cache.batch_shape
         if d_last_hidden_state is None:
             dx = np.zeros((B, T, c.hidden_size), dtype=self.dtype)
         else:
@@ -410,31 +267,49 @@ class BertModel(Module):
                 raise ValueError(f"d_last_hidden_state must have shape {(B, T, c.hidden_size)}, got {dx.shape}")
         backend.scope = "pooler backward"
         if d_pooler_output is not None:
-            if c_pool is None:
+            if cache.pooler_dense is None:
                 raise ValueError("d_pooler_output given, but this BertModel has no pooler")
-            c_pd, c_pt = c_pool
             # forward: pooled = tanh(x[:, 0] @ Wp.T + bp)
-            dh = K.tanh_backward(np.asarray(d_pooler_output, dtype=self.dtype), c_pt)
-            dfirst, dw, db = K.linear_backward(dh, c_pd)
+            dh = K.tanh_backward(np.asarray(d_pooler_output, dtype=self.dtype), cache.pooler_tanh)
+            dfirst, dw, db = K.linear_backward(dh, cache.pooler_dense)
             self._acc("pooler.dense.weight", dw)
             self._acc("pooler.dense.bias", db)
             dx[:, 0] += dfirst
         for i in reversed(range(c.num_hidden_layers)):
-            dx = self._layer_backward(i, dx, layer_caches[i])
+            dx = self._layer_backward(i, dx, cache.layers[i])
         # forward: x = dropout(LayerNorm(word + token_type + position))
         backend.scope = "embeddings backward"
-        dx = K.dropout_backward(dx, c_edrop)
-        demb, dw, db = K.layernorm_backward(dx, c_eln)
+        emb = cache.embeddings
+        dx = K.dropout_backward(dx, emb.dropout)
+        demb, dw, db = K.layernorm_backward(dx, emb.norm)  # (B, T, C)
         self._acc("embeddings.LayerNorm.weight", dw)
         self._acc("embeddings.LayerNorm.bias", db)
-        self._acc("embeddings.word_embeddings.weight",
-                  K.embedding_backward(demb, c_we, c.pad_token_id))
-        self._acc("embeddings.token_type_embeddings.weight", K.embedding_backward(demb, c_te))
-        self.grads["embeddings.position_embeddings.weight"][:T] += demb.sum(axis=0)
+        self._acc("embeddings.word_embeddings.weight", K.embedding_backward(demb, emb.word, c.pad_token_id))
+        self._acc("embeddings.token_type_embeddings.weight", K.embedding_backward(demb, emb.token_type))
+        # the (1, T, C) position embeddings were broadcast over the batch: their gradient sums over it
+        self._acc("embeddings.position_embeddings.weight",
+                  K.embedding_backward(demb.sum(axis=0, keepdims=True), emb.position))
 
 
-class _WithEncoder(Module):
-    """A model built around a ``BertModel`` child ``self.bert``: the pretraining model and the heads."""
+class BertWithHead(Module):
+    """The one base of every "encoder + head" model (the pretraining model and the three fine-tuning
+    heads): a ``BertModel`` child ``self.bert`` (parameters named ``bert.*``), its config and dtype, and
+    the head's own parameters, drawn from a stream of their own (``head_stream``) so that the encoder's
+    initialisation is the same as a bare ``BertModel``'s of the same seed."""
+
+    add_pooling_layer = True
+    head_stream = 3
+
+    def __init__(self, config, seed=0, dtype=np.float32):
+        super().__init__()
+        check_config(config)
+        self.config = config
+        self.dtype = check_dtype(dtype)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, seed=seed, dtype=dtype, add_pooling_layer=self.add_pooling_layer)
+        self.children = {"bert.": self.bert}
+        self._init_rng = np.random.default_rng([seed, self.head_stream])
+        self._cache = None
 
     @property
     def dropout_rng(self):
@@ -445,8 +320,56 @@ class _WithEncoder(Module):
     def dropout_rng(self, rng):
         self.bert.dropout_rng = rng
 
+    def _classifier_dropout(self):
+        """The dropout before a classification layer: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+        c = self.config
+        return c.hidden_dropout_prob if c.classifier_dropout is None else c.classifier_dropout
 
-class BertForPreTraining(_WithEncoder):
+    def __repr__(self):
+        c = self.config
+        return (f"{type(self).__name__}(L={c.num_hidden_layers}, C={c.hidden_size}, A={c.num_attention_heads}, "
+                f"K={c.num_labels}, V={c.vocab_size}, params={self.num_parameters():,}, "
+                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'})")
+
+    # -- the losses, for gradient accumulation ---------------------------------------------------
+    # ``out.loss = sum(weight * term)``, each term a mean over some count of predictions.  Splitting a
+    # batch into micro-batches, micro-batch i must enter term k with upstream gradient
+    # ``weight_k * count_ik / count_k`` for the sum of the micro-batch gradients to be the whole
+    # batch's gradient (``minibert.training.loop.training_step``).
+    loss_weights = {"loss": 1.0}
+
+    def loss_counts(self, input_ids=None, labels=None, **_):
+        """{term: how many predictions its mean runs over} for a batch (before running it)."""
+        return {"loss": 0 if labels is None else int((np.asarray(labels) != IGNORE_INDEX).sum())}
+
+    def loss_terms(self, out):
+        """{term: its value} of an output."""
+        return {"loss": out.loss}
+
+    def _check_backward(self):
+        if self._cache is None:
+            raise ValueError("backward() called before forward(): run the model on a batch first")
+        if not self._cache.has_loss:
+            raise ValueError(f"backward() needs a loss: pass {self._label_names} to forward()")
+
+
+class PreTrainingCache(NamedTuple):
+    positions: Optional[np.ndarray]   # (P,) flat indices of the labelled positions (None without labels)
+    transform_dense: tuple            # linear cache of the MLM transform
+    transform_act: object             # activation cache
+    transform_norm: tuple             # LayerNorm cache
+    decoder: tuple                    # linear cache of the (tied) decoder, (P, C) -> (P, V)
+    nsp: tuple                        # linear cache of the NSP classifier, (B, C) -> (B, 2)
+    mlm_loss: Optional[tuple]         # cross-entropy cache (None without labels)
+    nsp_loss: Optional[tuple]         # cross-entropy cache (None without next_sentence_label)
+    hidden_shape: tuple               # (B, T, C)
+
+    @property
+    def has_loss(self):
+        return self.mlm_loss is not None or self.nsp_loss is not None
+
+
+class BertForPreTraining(BertWithHead):
     """BERT with its two pretraining heads: masked LM (tied decoder) and next-sentence prediction.
 
     ``out = model(input_ids, token_type_ids, attention_mask, labels, next_sentence_label)``;
@@ -457,15 +380,20 @@ class BertForPreTraining(_WithEncoder):
     largest matmul of a step), so ``prediction_logits`` is then (P, V).
     """
 
+    head_stream = 2
+    _label_names = "labels and/or next_sentence_label"
+    loss_weights = {"mlm": 1.0, "nsp": 1.0}  # out.loss = mlm_loss + nsp_loss
+
+    def loss_counts(self, input_ids=None, labels=None, next_sentence_label=None, **_):
+        """{"mlm": labelled positions P, "nsp": sequences B} of a batch: what each loss averages over."""
+        return {"mlm": 0 if labels is None else int((np.asarray(labels) != IGNORE_INDEX).sum()),
+                "nsp": 0 if next_sentence_label is None else int(np.size(next_sentence_label))}
+
+    def loss_terms(self, out):
+        return {"mlm": out.mlm_loss, "nsp": out.nsp_loss}
+
     def __init__(self, config, seed=0, dtype=np.float32):
-        super().__init__()
-        _check_config(config)
-        self.config = config
-        self.dtype = _check_dtype(dtype)
-        self.bert = BertModel(config, seed=seed, dtype=dtype)
-        self.children = {"bert.": self.bert}
-        self._init_rng = np.random.default_rng([seed, 2])
-        self._cache = None
+        super().__init__(config, seed=seed, dtype=dtype)
         C = config.hidden_size
         self._new_param("cls.predictions.bias", (config.vocab_size,), "zeros")
         self._new_param("cls.predictions.transform.dense.weight", (C, C), "normal")
@@ -502,13 +430,13 @@ class BertForPreTraining(_WithEncoder):
         ids, _, _ = self.bert.check_inputs(input_ids, token_type_ids, attention_mask)
         B, T = ids.shape
         if labels is not None:
-            labels = _as_int_array("labels", labels, ids.shape)
+            labels = as_int_array("labels", labels, ids.shape)
             bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= c.vocab_size))
             if bad.any():
                 raise ValueError(f"labels must be -100 (not predicted) or a token id in [0, vocab_size="
                                  f"{c.vocab_size}), got {labels[bad][0]}")
         if next_sentence_label is not None:
-            next_sentence_label = _as_int_array("next_sentence_label", next_sentence_label, (B,))
+            next_sentence_label = as_int_array("next_sentence_label", next_sentence_label, (B,))
             if not np.isin(next_sentence_label, (0, 1)).all():
                 raise ValueError("next_sentence_label must be 0 (B follows A) or 1 (B is random), got "
                                  f"{sorted(set(next_sentence_label.tolist()))}")
@@ -520,7 +448,7 @@ class BertForPreTraining(_WithEncoder):
         positions = None if labels is None else np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)  # (P,)
         h = x.reshape(-1, C) if positions is None else x.reshape(-1, C)[positions]  # (P, C)
         backend.scope = "pretraining heads forward"
-        act_forward = getattr(K, _ACT_FORWARD[c.hidden_act])
+        act_forward = getattr(K, ACTIVATIONS[c.hidden_act][0].__name__)  # the backend's gelu, gelu_tanh or relu
         h, c_td = K.linear_forward(h, p["cls.predictions.transform.dense.weight"],
                                    p["cls.predictions.transform.dense.bias"])
         h, c_ta = act_forward(h)
@@ -538,47 +466,41 @@ class BertForPreTraining(_WithEncoder):
             nsp_loss, c_nspl = K.cross_entropy_forward(nsp_logits, next_sentence_label)
         losses = [l for l in (mlm_loss, nsp_loss) if l is not None]
         loss = sum(losses) if losses else None
-        self._cache = (positions, c_td, c_ta, c_tln, c_dec, c_nsp, c_mlm, c_nspl, (B, T, C))
+        self._cache = PreTrainingCache(positions, c_td, c_ta, c_tln, c_dec, c_nsp, c_mlm, c_nspl, (B, T, C))
         if positions is None:
             logits = logits.reshape(B, T, c.vocab_size)
         return BertForPreTrainingOutput(loss, logits, nsp_logits, mlm_loss, nsp_loss, positions, x,
                                         out.attentions)
 
-    def backward(self):
-        """Fill ``grads`` with d(out.loss)/d(every parameter) for the last forward (overwrites)."""
-        if self._cache is None:
-            raise ValueError("backward() called before forward(): run the model on a batch first")
-        positions, c_td, c_ta, c_tln, c_dec, c_nsp, c_mlm, c_nspl, (B, T, C) = self._cache
-        if c_mlm is None and c_nspl is None:
-            raise ValueError("backward() needs a loss: pass labels and/or next_sentence_label to forward()")
-        K, c = backend.ops, self.config
-        self.zero_grad()
+    def backward(self, dmlm=1.0, dnsp=1.0):
+        """*Add* d(out.loss)/d(every parameter) of the last forward into ``grads`` (``zero_grad()``
+        clears them).  The tied word embedding gets both of its paths: the decoder's and the input's.
+        ``dmlm``, ``dnsp``: the upstream gradients of the two losses (1 for ``out.loss`` itself)."""
+        self._check_backward()
+        cache, K, c = self._cache, backend.ops, self.config
+        B, T, C = cache.hidden_shape
         backend.scope = "pretraining heads backward"
         dx = np.zeros((B * T, C), dtype=self.dtype)  # d loss / d last_hidden_state, flattened
         dpooled = np.zeros((B, C), dtype=self.dtype)
-        if c_mlm is not None:
-            dlogits = K.cross_entropy_backward(1.0, c_mlm)  # (P, V)
+        if cache.mlm_loss is not None:
+            dlogits = K.cross_entropy_backward(dmlm, cache.mlm_loss)  # (P, V)
             # forward: logits = h @ word.T + bias  -- word is the tied embedding: accumulate
-            dh, dword, dbias = K.linear_backward(dlogits, c_dec)
+            dh, dword, dbias = K.linear_backward(dlogits, cache.decoder)
             owner, name = self._decoder()
             owner._acc(name, dword)
             self._acc("cls.predictions.bias", dbias)
-            dh, dw, db = K.layernorm_backward(dh, c_tln)
+            dh, dw, db = K.layernorm_backward(dh, cache.transform_norm)
             self._acc("cls.predictions.transform.LayerNorm.weight", dw)
             self._acc("cls.predictions.transform.LayerNorm.bias", db)
-            dh = getattr(K, _ACT_BACKWARD[c.hidden_act])(dh, c_ta)
-            dh, dw, db = K.linear_backward(dh, c_td)
+            act_backward = getattr(K, ACTIVATIONS[c.hidden_act][1].__name__)
+            dh = act_backward(dh, cache.transform_act)
+            dh, dw, db = K.linear_backward(dh, cache.transform_dense)
             self._acc("cls.predictions.transform.dense.weight", dw)
             self._acc("cls.predictions.transform.dense.bias", db)
-            dx[positions] = dh  # forward: h = x[positions] (positions are distinct)
-        if c_nspl is not None:
-            dnsp = K.cross_entropy_backward(1.0, c_nspl)  # (B, 2)
-            dpooled, dw, db = K.linear_backward(dnsp, c_nsp)
+            dx[cache.positions] = dh  # forward: h = x[positions] (positions are distinct)
+        if cache.nsp_loss is not None:
+            dnsp_logits = K.cross_entropy_backward(dnsp, cache.nsp_loss)  # (B, 2)
+            dpooled, dw, db = K.linear_backward(dnsp_logits, cache.nsp)
             self._acc("cls.seq_relationship.weight", dw)
             self._acc("cls.seq_relationship.bias", db)
         self.bert.backward(dx.reshape(B, T, C), dpooled)
-
-
-_ACT_FORWARD = {"gelu": "gelu_forward", "gelu_new": "gelu_tanh_forward",
-                "gelu_pytorch_tanh": "gelu_tanh_forward", "relu": "relu_forward"}
-_ACT_BACKWARD = {k: v.replace("_forward", "_backward") for k, v in _ACT_FORWARD.items()}

@@ -97,33 +97,16 @@ class Corpus:
 # google-research/bert's text format: one sentence per line, a blank line between documents
 # --------------------------------------------------------------------------------------------------
 
-def _atomic_write_text(path, text):
-    """Write ``text`` to ``path`` so readers see either the old file or the whole new one, never half.
-
-    The text goes to a temporary file in the same directory, which ``os.replace`` then renames over
-    ``path`` (a rename within one file system is atomic).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def write_text_corpus(docs, path):
-    """Write documents to ``path``: one sentence per line, a blank line between documents (atomic).
+    """Write documents to ``path``: one sentence per line, a blank line between documents.
 
-    Sentences must be non-empty and must not contain a newline, or the file would read back differently.
+    The write is atomic (``files.atomic_write_bytes``: readers see the old file or the whole new one) and
+    creates ``path``'s directory if needed.  Sentences must be non-empty and must not contain a newline,
+    or the file would read back differently.
     """
+    # imported here, not at the top: the child of _stdlib_docstrings runs this file as a script, where a
+    # relative import fails (and it writes no cache)
+    from ..files import atomic_write_bytes
     lines = []
     for d, doc in enumerate(docs):
         if isinstance(doc, str):
@@ -134,7 +117,9 @@ def write_text_corpus(docs, path):
             lines.append(sentence.strip())
         if len(doc):
             lines.append("")
-    _atomic_write_text(path, "\n".join(lines))
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))
 
 
 def read_text_corpus(path):
@@ -467,14 +452,15 @@ def _collect_stdlib_docstrings():
 
 
 def _stdlib_docstrings():
-    """``_collect_stdlib_docstrings()`` run in a fresh interpreter, ``python -I -S minibert/corpus.py``.
+    """``_collect_stdlib_docstrings()`` run in a fresh interpreter, ``python -I -S minibert/data/corpus.py``.
 
     Why a child process: what a live module holds depends on who touched it.  pytest replaces
     ``sys.unraisablehook``, IPython ``sys.displayhook``, and importing typing_extensions patches two
     functions of ``typing``; a corpus read in such a process would differ from one read elsewhere.  A child
     started with ``-I -S`` (no environment variables, no site-packages, no .pth hooks) sees the plain
     standard library, so the corpus depends only on the Python installation -- and whatever the imports do
-    stays in the child.  It writes JSON to a temporary file (stdout could carry a C module's chatter).
+    stays in the child.  It writes JSON to a file in a private temporary directory (stdout could carry a C
+    module's chatter), read only once the child has exited with code 0, so a plain write is enough.
     """
     if not sys.executable:
         raise RuntimeError("cannot start a Python interpreter to read the standard library: sys.executable "
@@ -562,6 +548,7 @@ def load_default_corpus(cache_dir=None, rebuild=False, verbose=False):
     Every file is written atomically and ``meta.json`` last, so a cache with ``meta.json`` is complete.
     Plain text and JSON only (never pickle: a cache file must not be able to run code).
     """
+    from ..files import atomic_write_bytes  # not at the top: see write_text_corpus
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _corpus_cache_path(cache_dir)
     meta_path = os.path.join(path, "meta.json")
@@ -584,7 +571,7 @@ def load_default_corpus(cache_dir=None, rebuild=False, verbose=False):
     write_text_corpus(corpus.train, os.path.join(path, "train.txt"))
     write_text_corpus(corpus.heldout, os.path.join(path, "heldout.txt"))
     meta = dict(corpus.meta, train_titles=corpus.train_titles, heldout_titles=corpus.heldout_titles)
-    _atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
     if verbose:
         print(f"built {corpus} in {corpus.meta['build_seconds']:.1f} s, cached in {path}")
     return corpus
@@ -686,6 +673,9 @@ def synthetic_corpus(num_docs, seed=0, min_sentences=4, max_sentences=8, num_top
 if __name__ == "__main__":
     # The child process of _stdlib_docstrings(): python -I -S corpus.py --collect-stdlib-docstrings OUT.json
     if len(sys.argv) == 3 and sys.argv[1] == "--collect-stdlib-docstrings":
-        _atomic_write_text(sys.argv[2], json.dumps(_collect_stdlib_docstrings()))
+        # A plain write, not an atomic one: OUT is in the parent's private temporary directory, and the
+        # parent reads it only after this process has exited with code 0, so no one sees it half-written.
+        with open(sys.argv[2], "w", encoding="utf-8") as f:
+            json.dump(_collect_stdlib_docstrings(), f)
     else:
         sys.exit("usage: python -I -S corpus.py --collect-stdlib-docstrings OUT.json")

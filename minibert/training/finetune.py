@@ -1,6 +1,6 @@
 """Fine-tuning: a pretrained encoder, a new classification layer, a few hundred steps on labelled text.
 
-    from minibert.finetune import FinetuneConfig, finetune, compare_starts
+    from minibert.training.finetune import FinetuneConfig, finetune, compare_starts
     metrics = finetune(FinetuneConfig(model="runs/pretrain", out="runs/finetune"))        # pretrained start
     metrics = finetune(FinetuneConfig(model="runs/pretrain", random_init=True, out=...))  # same net, random
     both = compare_starts(FinetuneConfig(model="runs/pretrain", out="runs/compare"))      # both + a plot
@@ -26,18 +26,21 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from . import backend
-from .checkpoint import atomic_write_bytes
-from .heads import BertForSequenceClassification
-from .optim import AdamW
-from .progress import Progress
-from .train import PRESETS, build_vocab, save_training_state, start_or_resume, training_step
+from .. import backend
+from ..config import option, redefault
+from ..files import atomic_write_bytes, read_config, resolve_model_dir
+from ..layers.softmax import softmax_forward
+from ..models.heads import BertForSequenceClassification
+from ..optim import AdamW
+from . import loop
+from .loop import Job, RunConfig
+from .plots import _pyplot, read_log, smooth
+from .pretrain import PRESETS, build_vocab, load_corpus
 
 TASKS = ("stdlib-packages",)
 STDLIB_PACKAGES = ("asyncio", "email", "idlelib", "distutils", "xml", "importlib")
@@ -81,7 +84,7 @@ def stdlib_package_task(corpus=None, packages=STDLIB_PACKAGES, test_fraction=0.2
     moved to the test side until it holds ``test_fraction`` of the package's sentences; the rest
     train.  Deterministic: the same Python gives the same split on every machine.
     """
-    from .corpus import load_default_corpus
+    from ..data.corpus import load_default_corpus
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     corpus = corpus if corpus is not None else load_default_corpus()
@@ -168,6 +171,11 @@ class ClassificationBatches:
 
 
 # -- evaluation ------------------------------------------------------------------------------------
+def step_accuracy(result):
+    """Training accuracy of one step (``loop.StepResult``), over all its micro-batches."""
+    correct = sum(int((out.logits.argmax(-1) == b["labels"]).sum()) for out, b in zip(result.outputs, result.micro_batches))
+    return correct / sum(len(b["labels"]) for b in result.micro_batches)
+
 def predict_logits(model, tokenizer, texts, max_length=128, batch_size=64):
     """(N, K) logits for ``texts`` (eval mode, restored afterwards)."""
     rows = encode(tokenizer, texts, max_length)
@@ -183,9 +191,7 @@ def predict_logits(model, tokenizer, texts, max_length=128, batch_size=64):
 
 def classify(model, tokenizer, texts, label_names, max_length=128):
     """[(label, probability)] of the most likely class for every text."""
-    z = predict_logits(model, tokenizer, texts, max_length).astype(np.float64)
-    p = np.exp(z - z.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
+    p, _ = softmax_forward(predict_logits(model, tokenizer, texts, max_length).astype(np.float64))  # (N, K)
     return [(label_names[int(k)], float(p[i, k])) for i, k in enumerate(p.argmax(-1))]
 
 
@@ -211,77 +217,53 @@ def evaluate_classifier(model, rows, labels, num_labels, pad_id=0, batch_size=64
 
 # -- configuration ---------------------------------------------------------------------------------
 @dataclass
-class FinetuneConfig:
-    task: str = "stdlib-packages"
-    model: Optional[str] = None      # pretraining output (OUT or OUT/model) or a transformers-format dir
-    random_init: bool = False        # same architecture and vocabulary as ``model``, random weights
-    preset: str = "tiny"             # the architecture when there is no ``model``
-    out: str = "runs/finetune"
-    max_steps: int = 300
-    minutes: Optional[float] = None  # stop earlier when this wall-clock budget is spent
-    seed: int = 0
-    batch_size: int = 32
-    max_seq_length: int = 64
-    lr: float = 1e-3                 # right for minibert's tiny models; a full-size BERT wants ~5e-5
-    warmup_steps: int = 30
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    dropout: Optional[float] = 0.1   # BERT's fine-tuning dropout, whatever the pretraining used; None: the model's
-    max_train_per_class: Optional[int] = None  # fewer labels: where pretraining matters most
-    vocab_size: int = 8192           # of the vocabulary trained when there is no ``model``
-    eval_every: int = 50
-    checkpoint_every: int = 100
-    resume: bool = False
-    backend: Optional[str] = None
-    verbose: bool = True
+class FinetuneConfig(RunConfig):
+    """A fine-tuning run; the fields shared with pretraining are ``RunConfig``'s."""
+    task: str = option("stdlib-packages", "the built-in labelled task", choices=list(TASKS))
+    model: Optional[str] = option(None, "a `minibert pretrain` output directory (OUT or OUT/model) or any "
+                                        "transformers-format directory (config.json, model.safetensors, vocab.txt); "
+                                        "omitted: a random start with --preset")
+    random_init: bool = option(False, "random weights with --model's architecture and vocabulary (the baseline)")
+    preset: str = option("tiny", "the architecture of a random start without --model", choices=sorted(PRESETS))
+    out: str = redefault(RunConfig, "out", "runs/finetune")
+    max_steps: int = redefault(RunConfig, "max_steps", 300)
+    seed: int = option(0, "seeds the initialisation (the classifier, or all of a random start), dropout, batch "
+                          "order and the --max-train-per-class subset")
+    max_seq_length: int = option(64, "longer sentences are truncated")
+    lr: float = option(1e-3, "peak learning rate of AdamW (right for minibert's tiny models; a full-size BERT "
+                             "wants ~5e-5)")
+    warmup_steps: int = redefault(RunConfig, "warmup_steps", 30)
+    dropout: Optional[float] = option(0.1, "hidden and attention dropout while fine-tuning (BERT's 0.1, even "
+                                           "though minibert pretrains without); None keeps the model's", type=float)
+    max_train_per_class: Optional[int] = option(None, "use at most this many labelled sentences per class "
+                                                      "(the few-label regime)", type=int)
+    vocab_size: int = option(8192, "the vocabulary trained on the corpus for a random start without --model")
+    eval_every: int = redefault(RunConfig, "eval_every", 50)
+    checkpoint_every: int = redefault(RunConfig, "checkpoint_every", 100)
 
     def validate(self):
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every", "vocab_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        self.validate_run()
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size <= 0:
+            raise ValueError(f"vocab_size must be a positive integer, got {self.vocab_size!r}")
         if not isinstance(self.max_seq_length, int) or self.max_seq_length < 8:
             raise ValueError(f"max_seq_length must be an integer >= 8, got {self.max_seq_length!r}")
         if self.max_train_per_class is not None and (not isinstance(self.max_train_per_class, int)
                                                      or self.max_train_per_class <= 0):
             raise ValueError(f"max_train_per_class must be None or a positive integer, got {self.max_train_per_class!r}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be None or in [0, 1), got {self.dropout!r}")
         if self.model is not None:
             resolve_model_dir(self.model)
 
 
-def resolve_model_dir(path):
-    """The transformers-format directory in ``path``: ``path`` itself or ``path/model`` (a pretraining
-    output).  It needs config.json, model.safetensors and vocab.txt."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"model directory not found: {path}")
-    for d in (path, os.path.join(path, "model")):
-        if os.path.isfile(os.path.join(d, "config.json")):
-            for name in ("model.safetensors", "vocab.txt"):
-                if not os.path.isfile(os.path.join(d, name)):
-                    raise FileNotFoundError(f"{os.path.join(d, name)} not found: a model to fine-tune needs "
-                                            "config.json, model.safetensors and vocab.txt")
-            return d
-    raise FileNotFoundError(f"no model in {path}: expected config.json, model.safetensors and vocab.txt there or in "
-                            f"{os.path.join(path, 'model')} (the model/ folder of a `minibert pretrain` output)")
-
-
 def build_model(cfg, num_labels, log=print):
     """-> (model, tokenizer, start) with start "pretrained" or "random"."""
-    from .config import BertConfig
-    from .pretrained import read_config
-    from .tokenizer import BertTokenizer
+    from ..config import BertConfig
+    from ..data.tokenizer import BertTokenizer
     overrides = {"num_labels": num_labels}
     if cfg.dropout is not None:
         overrides.update(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
@@ -294,7 +276,6 @@ def build_model(cfg, num_labels, log=print):
             return model.train(), tokenizer, "random"
         model = BertForSequenceClassification.from_pretrained(d, seed=cfg.seed, verbose=cfg.verbose, **overrides)
         return model.train(), tokenizer, "pretrained"
-    from .train import load_corpus
     train_docs, _ = load_corpus("default", cfg.seed, verbose=False)
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
     config = BertConfig(vocab_size=len(tokenizer.vocab), max_position_embeddings=max(cfg.max_seq_length, 8),
@@ -337,41 +318,14 @@ def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
     log(repr(model))
 
     opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt_path, log_path, step, history = start_or_resume(cfg.out, cfg.resume, model, opt, data, log)
-
-    def run_eval():
-        ev = evaluate_classifier(model, test_rows, task.test_labels, K, tokenizer.pad_token_id)
-        history["eval"].append({"step": step, **ev})
-        log(f"\n[eval @ {step}] accuracy={ev['accuracy']:.4f} balanced={ev['balanced_accuracy']:.4f} "
-            f"loss={ev['loss']:.4f}")
-
-    if step == 0 and not history["eval"]:
-        run_eval()  # the untrained head: accuracy near chance
-    progress = Progress(cfg.max_steps, f"finetune ({start})", log_every=10.0 if cfg.verbose else 1e9)
-    t0, ema, stopped_early = time.perf_counter(), None, False
-    with open(log_path, "a") as log_file:
-        while step < cfg.max_steps:
-            if cfg.minutes is not None and time.perf_counter() - t0 > 60 * cfg.minutes:
-                stopped_early = True
-                break
-            batch = data.next_batch()
-            out, grad_norm = training_step(model, opt, batch, step, cfg, ckpt_path)
-            step += 1
-            acc = float((out.logits.argmax(-1) == batch["labels"]).mean())
-            rec = {"step": step, "loss": float(out.loss), "accuracy": acc, "lr": opt.lr, "grad_norm": grad_norm}
-            log_file.write(json.dumps(rec) + "\n")
-            ema = rec["loss"] if ema is None else 0.9 * ema + 0.1 * rec["loss"]
-            progress.update(step, loss=ema, acc=acc, epoch=data.epoch)
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                run_eval()
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                log_file.flush()
-                save_training_state(ckpt_path, model, opt, step, data.state_dict(), history)
-    progress.close()
-    elapsed = time.perf_counter() - t0
-    if history["eval"][-1]["step"] != step:
-        run_eval()
-        save_training_state(ckpt_path, model, opt, step, data.state_dict(), history)
+    job = Job(f"finetune ({start})", data, next_batch=lambda step: data.next_batch(),
+              record=lambda result, batch: {"accuracy": step_accuracy(result), "epoch": data.epoch},
+              evaluate=lambda: evaluate_classifier(model, test_rows, task.test_labels, K, tokenizer.pad_token_id),
+              describe=lambda ev: (f"accuracy={ev['accuracy']:.4f} balanced={ev['balanced_accuracy']:.4f} "
+                                   f"loss={ev['loss']:.4f}"),
+              progress=("accuracy",), eval_at_start=True)  # the untrained head first: accuracy near chance
+    run = loop.run(model, opt, cfg, job, log)
+    step, history, elapsed, stopped_early, log_path = run.step, run.history, run.seconds, run.stopped_early, run.log_path
 
     model_dir = os.path.join(cfg.out, "model")
     model.save_pretrained(model_dir, tokenizer)
@@ -431,7 +385,6 @@ def _add_label_names(config_path, label_names):
 # -- plots -----------------------------------------------------------------------------------------
 def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance=None, title=None, axes=None):
     """Training loss (raw and smoothed) with held-out loss, and held-out accuracy, over steps."""
-    from .plots import _pyplot, read_log, smooth
     plt = _pyplot()
     rows = read_log(log_path)
     steps = [r["step"] for r in rows]
@@ -459,7 +412,6 @@ def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance
 
 def plot_comparison(runs, out_path=None, ax=None):
     """Held-out accuracy over steps, one line per start ({"pretrained": metrics, "random": metrics})."""
-    from .plots import _pyplot
     plt = _pyplot()
     fig = None
     if ax is None:
@@ -478,57 +430,3 @@ def plot_comparison(runs, out_path=None, ax=None):
         fig.savefig(out_path, dpi=100)
         plt.close(fig)
     return ax
-
-
-# -- the command line ------------------------------------------------------------------------------
-def add_subparser(sub):
-    """``minibert finetune``: the arguments mirror ``FinetuneConfig``."""
-    from .cli import ShowDefaultsFormatter, add_run_options
-    d = FinetuneConfig()
-    p = sub.add_parser("finetune", formatter_class=ShowDefaultsFormatter, help="fine-tune a sequence classifier (pretrained or random start) on a built-in task",
-                       description="Fine-tune BertForSequenceClassification on the built-in task "
-                                   "'stdlib-packages' (which standard-library package does a docstring sentence "
-                                   "come from; held out by module). Writes log.jsonl, checkpoint.safetensors, "
-                                   "metrics.json, curves.png and model/ into --out.")
-    p.add_argument("--model", default=None,
-                   help="a `minibert pretrain` output directory (OUT or OUT/model) or any transformers-format "
-                        "directory (config.json, model.safetensors, vocab.txt); omitted: a random start with --preset")
-    p.add_argument("--random-init", action="store_true",
-                   help="random weights with --model's architecture and vocabulary (the baseline)")
-    p.add_argument("--compare", action="store_true",
-                   help="run both starts (OUT/pretrained, OUT/random) and plot OUT/comparison.png")
-    p.add_argument("--task", choices=TASKS, default=d.task, help="the built-in labelled task")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset,
-                   help="the architecture of a random start without --model")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps per start")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="seeds the initialisation (the classifier, or all of a random start), dropout, "
-                        "batch order and the --max-train-per-class subset")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sentences per step")
-    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
-                   help="longer sentences are truncated")
-    p.add_argument("--lr", type=float, default=d.lr,
-                   help="peak learning rate of AdamW (a full-size BERT wants ~5e-5)")
-    p.add_argument("--dropout", type=float, default=d.dropout,
-                   help="hidden and attention dropout while fine-tuning (BERT's 0.1, even though minibert pretrains without)")
-    p.add_argument("--max-train-per-class", type=int, default=None,
-                   help="use at most this many labelled sentences per class (the few-label regime)")
-    add_run_options(p, d)
-    return p
-
-
-def run(args):
-    """Run ``minibert finetune`` from parsed arguments; returns the exit code."""
-    cfg = FinetuneConfig(
-        task=args.task, model=args.model, random_init=args.random_init, preset=args.preset, out=args.out,
-        max_steps=args.max_steps, minutes=args.minutes, seed=args.seed, batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length, lr=args.lr, warmup_steps=args.warmup_steps, dropout=args.dropout,
-        max_train_per_class=args.max_train_per_class, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, backend=args.backend, verbose=not args.quiet)
-    if args.compare:
-        if args.random_init:
-            raise ValueError("--compare runs both starts itself; drop --random-init")
-        compare_starts(cfg)
-    else:
-        finetune(cfg)
-    return 0

@@ -1,6 +1,6 @@
 """Using a trained BERT: fill in masks, embed sentences, compare them, look at attention.
 
-    from minibert.inference import fill_mask, sentence_embeddings, cosine_similarity, attention_maps
+    from minibert.training.inference import fill_mask, sentence_embeddings, cosine_similarity, attention_maps
     fill_mask(pretraining_model, tok, "the [MASK] statement raises an exception .")   # top-k with probabilities
     emb = sentence_embeddings(model, tok, ["A man plays guitar.", "Someone plays a guitar."])  # (N, C)
     cosine_similarity(emb, emb)                                                      # (N, N)
@@ -16,7 +16,11 @@ import os
 
 import numpy as np
 
-from .train import fill_mask  # noqa: F401  (defined with the pretraining loop, which prints it; re-exported)
+from ..data.tokenizer import BertTokenizer
+from ..files import resolve_model_dir
+from ..layers.softmax import softmax_forward
+from ..models.bert import BertForPreTraining
+
 
 __all__ = ["fill_mask", "next_sentence_probability", "load_pretraining_model", "mean_pool", "sentence_embeddings",
            "cosine_similarity", "attention_maps"]
@@ -112,12 +116,25 @@ def attention_maps(model, tokenizer, text, text_pair=None):
     return tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()), probs
 
 
+def fill_mask(model, tokenizer, text, top_k=5):
+    """[(position, [(token, probability), ...])] for every [MASK] in ``text``."""
+    enc = tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings, return_tensors="np")
+    was_training = model.training
+    model.eval()
+    out = model(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
+    model.train(was_training)
+    ids = enc["input_ids"][0]
+    results = []
+    for t in np.flatnonzero(ids == tokenizer.mask_token_id):
+        p, _ = softmax_forward(out.prediction_logits[0, t].astype(np.float64))  # (V,)
+        top = np.argsort(-p)[:top_k]
+        results.append((int(t), [(tokenizer.convert_ids_to_tokens(int(i)), float(p[i])) for i in top]))
+    return results
+
+
 def load_pretraining_model(path, verbose=False):
     """-> (BertForPreTraining, BertTokenizer) from a `minibert pretrain` output or a transformers-format
     directory (config.json, model.safetensors, vocab.txt; ``path`` itself or ``path/model``)."""
-    from .finetune import resolve_model_dir
-    from .model import BertForPreTraining
-    from .tokenizer import BertTokenizer
     d = resolve_model_dir(path)
     return BertForPreTraining.from_pretrained(d, verbose=verbose), BertTokenizer(os.path.join(d, "vocab.txt"))
 
@@ -132,13 +149,11 @@ def next_sentence_probability(model, tokenizer, text_a, text_b):
     for name, text in (("text_a", text_a), ("text_b", text_b)):
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{name} must be a non-empty str, got {text!r}")
-    from .model import BertForPreTraining
     if not isinstance(model, BertForPreTraining):
         raise TypeError(f"model must be a BertForPreTraining (it has the NSP head), got {type(model).__name__}")
     enc = tokenizer(text_a, text_b, truncation=True, max_length=model.config.max_position_embeddings,
                     return_tensors="np")  # (1, T)
     out = _run_eval(model, input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"],
                     attention_mask=enc["attention_mask"])
-    z = out.seq_relationship_logits[0].astype(np.float64)  # (2,)
-    p = np.exp(z - z.max())
-    return float(p[0] / p.sum())
+    p, _ = softmax_forward(out.seq_relationship_logits[0].astype(np.float64))  # (2,)
+    return float(p[0])

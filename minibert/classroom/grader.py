@@ -1,0 +1,362 @@
+"""The grader of the classroom exercises: ``minibert exercises check`` (the exercises themselves, their
+markers and the student copies are ``exercises.py``).
+
+**What it checks.**  The cases are the exercise's own table, ``gradcheck_cases(rng)`` at the bottom of
+``minibert/layers/NAME.py``, the very table the file's ``test_NAME()`` and
+``tests/test_layers_gradcheck.py`` run, hidden cases included (float64, sizes all different,
+non-trivial parameters, repeated ids, padded keys, ignored labels, dropout).  The grader always takes
+the table from the library, never from the student's copy, and calls the student's functions of the
+same names on it: every forward output is compared with the library's, every gradient with the
+library's backward *and* with centered finite differences of the library's forward, one line per
+array, in the style of Karpathy's "becoming a backprop ninja"::
+
+    dk                       | exact: False | approx: False | maxdiff: 3.42e-01 | rel_error 4.1e-01 ... WRONG
+
+A few exercises add checks that are not gradient checks (``EXTRA_CHECKS``: softmax on huge logits,
+the embedding's padding row), and the backprop-ninja exercise, which is not a layer, is graded step by
+step.  An exercise passes when every array is within ``rel_error < 1e-7`` of both (a gradient that is
+exactly 0 for every input, such as attention's key bias, within ``1e-10`` of 0).
+"""
+import copy
+import importlib
+import importlib.util
+import math
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..gradcheck import GRAD_TOL, ZERO_TOL, numerical_gradient, rel_error, report_line
+from .exercises import EXERCISES, exercise_names, source_path
+
+FORWARD_TOL = 1e-10  # a float64 forward agrees to ~1e-15; a different (correct) formula to ~1e-13
+
+
+@dataclass
+class Result:
+    """The grade of one exercise.  ``wrong``: (array name, case, rel_error) of every array that is off;
+    ``todo``: functions that still raise NotImplementedError; ``errors``: other exceptions."""
+    name: str
+    lines: list = field(default_factory=list)
+    wrong: list = field(default_factory=list)
+    todo: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def passed(self):
+        return not (self.wrong or self.todo or self.errors) and self.checked > 0
+
+    @property
+    def wrong_names(self):
+        """The names of the wrong arrays (``dx``, ``dk`` ...), each once."""
+        return list(dict.fromkeys(name for name, _, _ in self.wrong))
+
+    def say(self, line):
+        self.lines.append(line)
+
+    def summary(self):
+        if self.passed:
+            return f"PASS  {self.name}: {self.checked} arrays right"
+        parts = []
+        if self.wrong:
+            worst = {}
+            for name, case, e in self.wrong:
+                worst[name] = max(worst.get(name, 0.0), e)
+            parts.append("wrong: " + ", ".join(f"{n} (wrong shape)" if math.isinf(e) else f"{n} (rel_error up to {e:.1e})"
+                                               for n, e in worst.items()))
+        if self.todo:
+            parts.append("not implemented yet: " + ", ".join(dict.fromkeys(self.todo)))
+        if self.errors:
+            parts.append("errors: " + "; ".join(self.errors))
+        return f"FAIL  {self.name}: " + "; ".join(parts)
+
+
+class _Grader:
+    """Helpers shared by the exercise graders; one instance per exercise."""
+
+    def __init__(self, result, module, seed):
+        self.r = result
+        self.m = module
+        self.rng = np.random.default_rng(seed)
+        self.case = ""
+
+    # -- calling student code ----------------------------------------------------------------------
+    def student(self, fname):
+        fn = getattr(self.m, fname, None)
+        if not callable(fn):
+            self.r.errors.append(f"{fname} is missing from {Path(getattr(self.m, '__file__', '?')).name}")
+            self.r.say(f"  {fname}: missing (keep the function names of the exercise)")
+        return fn
+
+    def call(self, label, fn, *args, **kwargs):
+        """(True, value) or (False, None) after recording a TODO or an error under ``label``."""
+        if fn is None:
+            return False, None
+        try:
+            return True, fn(*copy.deepcopy(args), **kwargs)  # copies: a student may write into inputs
+        except NotImplementedError as e:
+            self.r.todo.append(label)
+            self.r.say(f"  {label}: not implemented yet ({str(e).splitlines()[0] if str(e) else 'NotImplementedError'})")
+        except Exception as e:  # noqa: BLE001 -- a student's bug of any kind is a grade, not a crash
+            where = _student_frame(e, getattr(self.m, "__file__", ""))
+            msg = f"{label}: {type(e).__name__}: {e}{where}"
+            self.r.errors.append(msg)
+            self.r.say(f"  {msg}")
+        return False, None
+
+    # -- comparing ---------------------------------------------------------------------------------
+    def compare(self, label, got, want, numerical=None, tol=GRAD_TOL, zero=False):
+        """One report line for one array: vs the reference ``want`` and, for gradients, vs the finite
+        differences ``numerical``.  ``zero``: the true value is exactly 0 for every input (attention's
+        key bias), so ``got`` must be below ``ZERO_TOL`` (a relative error would compare two noises)."""
+        self.r.checked += 1
+        try:
+            got_arr = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            got_arr = None
+        want = np.asarray(want, dtype=np.float64)
+        if got_arr is None or got_arr.shape != want.shape:
+            shape = "not an array" if got_arr is None else f"shape {got_arr.shape}"
+            self.r.say(f"  {label:24s} | {shape}, expected shape {want.shape}  WRONG")
+            self.r.wrong.append((label, self.case, math.inf))
+            return False
+        err = rel_error(got_arr, want)
+        line = report_line(label, got_arr, want) + f" | rel_error {err:.1e}"
+        ok = err < tol
+        if zero:
+            big = float(np.abs(got_arr).max()) if got_arr.size else 0.0
+            ok = big < ZERO_TOL
+            line += f" (the true value is exactly 0: expect |max| < {ZERO_TOL:.0e}, got {big:.1e})"
+        elif numerical is not None:
+            fd = rel_error(got_arr, numerical)
+            ok = ok and fd < tol
+            line += f", vs finite differences {fd:.1e} (expect < {tol:.0e})"
+            err = max(err, fd)
+        else:
+            line += f" (expect < {tol:.0e})"
+        self.r.say("  " + line + ("  ok" if ok else "  WRONG"))
+        if not ok:
+            self.r.wrong.append((label, self.case, err))
+        return ok
+
+    def section(self, title):
+        self.case = title
+        self.r.say(f" {title}")
+
+    def randn(self, *shape, scale=1.0):
+        return self.rng.standard_normal(shape) * scale
+
+    # -- one case of a layer's table: forward compared, backward gradient-checked ------------------
+    def grade_case(self, case):
+        """Grade the student's functions named as ``case.forward``/``case.backward`` on the case's
+        inputs and arguments (a ``minibert.gradcheck.GradCase``), against the library's pair."""
+        self.section(case.name)
+        fwd_name, bwd_name = case.forward.__name__, case.backward.__name__
+        s_fwd, s_bwd = self.student(fwd_name), self.student(bwd_name)
+        inputs = list(case.inputs.values())
+        r_fwd = case.bind()
+        r_out, r_cache = r_fwd(*inputs)
+        ok, res = self.call(fwd_name, case.bind(s_fwd) if s_fwd else None, *inputs)
+        s_cache = None
+        if ok:
+            if isinstance(res, tuple) and len(res) == 2:
+                self.compare("out" if np.ndim(r_out) else "loss", res[0], r_out, tol=FORWARD_TOL)
+                s_cache = res[1]
+            else:
+                self.r.errors.append(f"{fwd_name} must return (out, cache)")
+                self.r.say(f"  {fwd_name}: must return (out, cache), got {type(res).__name__}")
+        dout = self.randn(*np.shape(r_out))
+        ref = case.backward(dout, r_cache)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        if s_cache is None:
+            self.r.say("  (your backward gets the reference forward's cache, as the docstring describes it)")
+            s_cache = r_cache
+        ok, got = self.call(bwd_name, s_bwd, dout, s_cache)
+        if not ok:
+            return
+        got = got if isinstance(got, tuple) else (got,)
+        if len(got) != len(ref):
+            msg = f"{bwd_name} returned {len(got)} value(s), expected {len(ref)}: {', '.join(case.grad_names)}"
+            self.r.errors.append(msg)
+            self.r.say("  " + msg)
+            return
+        for name, x, g, want in zip(case.grad_names, inputs, got, ref):
+            zero = name in case.zero
+            num = None if zero else numerical_gradient(lambda: r_fwd(*inputs)[0], x, dout)
+            self.compare(name, g, want, num, zero=zero)
+
+
+def _student_frame(exc, student_file):
+    """' (at linear.py:31 in linear_backward)' for the innermost frame in the student's file."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if student_file and
+              os.path.abspath(f.filename) == os.path.abspath(student_file)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" (at {Path(f.filename).name}:{f.lineno} in {f.name}: {f.line})"
+
+
+# ---- the checks beyond the tables ----------------------------------------------------------------
+
+def _softmax_huge_logits(g):
+    g.section("huge logits [1000, 1000, -1000]: no overflow")
+    ok, res = g.call("softmax_forward", g.student("softmax_forward"), np.array([[1000.0, 1000.0, -1000.0]]))
+    if ok:
+        with np.errstate(all="ignore"):
+            g.compare("p", res[0], [[0.5, 0.5, 0.0]], tol=FORWARD_TOL)
+
+
+def _embedding_padding_row(g):
+    """``padding_idx`` is a convention (that row's gradient is kept at 0), not a derivative: compared
+    with the library's backward only."""
+    from ..layers import embedding as L
+    g.section("padding_idx=0: that row's gradient stays 0")
+    ids = np.array([[3, 1, 0, 3, 0], [0, 4, 4, 2, 3]])
+    out, cache = L.embedding_forward(ids, g.randn(6, 12))
+    dout = g.randn(*out.shape)
+    ok, got = g.call("embedding_backward", g.student("embedding_backward"), dout, cache, 0)
+    if ok:
+        g.compare("dw", got, L.embedding_backward(dout, cache, 0))
+
+
+# (step function, upstream gradient names, names of what it returns) -- the order of the backward
+NINJA_STEPS = [
+    ("step01_output", ["out"], ["Ctx", "wo", "bo"]),
+    ("step02_merge", ["Ctx"], ["ctx"]),
+    ("step03_context", ["ctx"], ["P", "v"]),
+    ("step04_normalise", ["P"], ["E (direct path)", "Einv"]),
+    ("step05_reciprocal", ["Einv"], ["Esum"]),
+    ("step06_rowsum", ["Esum"], ["E (via the row sum)"]),
+    ("step07_exp", ["E"], ["Zc"]),
+    ("step08_shift", ["Zc"], ["Z (direct path)", "Zmax"]),
+    ("step09_rowmax", ["Zmax"], ["Z (via the max)"]),
+    ("step10_scale_mask", ["Z"], ["S"]),
+    ("step11_scores", ["S"], ["q", "k"]),
+    ("step12_split", ["q", "k", "v"], ["Q", "K", "V"]),
+    ("step13_projections", ["Q", "K", "V"], ["x", "wq", "bq", "wk", "bk", "wv", "bv"]),
+]
+NINJA_ZEROS = {"Zmax", "Z (via the max)", "bk"}  # exactly 0 for every input: softmax ignores a row's shift
+_ATT_NAMES = ["dx", "dwq", "dbq", "dwk", "dbk", "dwv", "dbv", "dwo", "dbo"]
+
+
+def _grade_attention_ninja(g):
+    from . import attention_ninja as ref
+    from ..layers import attention as L
+    from ..layers.softmax import attention_mask_to_additive
+    B, T, C, A = 2, 5, 12, 3
+    x = g.randn(B, T, C)
+    params = [g.randn(*s, scale=0.5) for s in [(C, C), (C,)] * 4]
+    mask = attention_mask_to_additive(np.array([[1] * T, [1, 1, 1] + [0] * (T - 3)]), np.float64)
+    out, cache = ref.attention_steps_forward(x, *params, mask, A)
+    dout = g.randn(*out.shape)
+    up = ref.attention_steps_backward(dout, cache)  # the correct upstream gradient of every step
+    up["out"] = dout
+    # part 1: every step on its own, fed the correct upstream gradient
+    all_done = True
+    for fname, inputs, outputs in NINJA_STEPS:
+        g.section(f"{fname}")
+        want = getattr(ref, fname)(*[up[n] for n in inputs], cache)
+        want = want if isinstance(want, tuple) else (want,)
+        ok, got = g.call(fname, g.student(fname), *[up[n] for n in inputs], cache)
+        if not ok:
+            all_done = False
+            continue
+        got = got if isinstance(got, tuple) else (got,)
+        if len(got) != len(want):
+            g.r.errors.append(f"{fname} returned {len(got)} value(s), expected {len(want)}")
+            g.r.say(f"  {fname}: returned {len(got)} value(s), expected {len(want)}: d{', d'.join(outputs)}")
+            continue
+        for name, a, b in zip(outputs, got, want):
+            g.compare("d" + name, a, b, zero=name in NINJA_ZEROS)
+    # the whole backward, chained by the given code, against the library and finite differences
+    g.section("attention_steps_backward: the whole chain vs minibert.layers.attention and finite differences")
+    if not all_done:
+        g.r.say("  (skipped until every step is implemented)")
+    else:
+        ok, res = g.call("attention_steps_forward", g.student("attention_steps_forward"), x, *params, mask, A)
+        lib_out, lib_cache = L.attention_forward(x, *params, mask, A)
+        if ok:
+            g.compare("out", res[0], lib_out, tol=FORWARD_TOL)
+            ok, grads = g.call("attention_steps_backward", g.student("attention_steps_backward"), dout, res[1])
+            if ok:
+                lib = L.attention_backward(dout, lib_cache)
+                inputs = [x] + params
+                fwd = lambda: L.attention_forward(x, *params, mask, A)[0]  # noqa: E731
+                for i, (name, want) in enumerate(zip(_ATT_NAMES, lib)):
+                    zero = name[1:] in NINJA_ZEROS
+                    num = None if zero else numerical_gradient(fwd, inputs[i], dout)
+                    g.compare(name, grads.get(name[1:]) if isinstance(grads, dict) else None, want, num, zero=zero)
+    # part 2: the fused softmax backward
+    g.section("softmax_fused_backward: steps 4-9 in one line")
+    ok, got = g.call("softmax_fused_backward", g.student("softmax_fused_backward"), up["P"], cache["P"])
+    if ok:
+        g.compare("dZ (fused)", got, up["Z"])
+
+
+# exercise -> what it checks beyond its table of gradient checks (the ninja has no table: all of it)
+EXTRA_CHECKS = {
+    "softmax": _softmax_huge_logits,
+    "embedding": _embedding_padding_row,
+    "attention_ninja": _grade_attention_ninja,
+}
+
+
+# ---- grading -------------------------------------------------------------------------------------
+
+def load_module(path, name):
+    """Import a student's file under a private module name (a fresh import every time)."""
+    spec = importlib.util.spec_from_file_location(f"_minibert_student_{name}_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def grade(name, directory=None, seed=0):
+    """Grade one exercise; ``directory`` holds the student's ``NAME.py`` (None: the library's own module)."""
+    exercise_names([name])
+    result = Result(name)
+    path = source_path(name) if directory is None else Path(directory) / f"{name}.py"
+    if not path.is_file():
+        result.errors.append(f"{path} not found (write the student copies with `minibert exercises make DIR`)")
+        return result
+    reference = importlib.import_module(EXERCISES[name].module)
+    try:
+        module = reference if directory is None else load_module(path, name)
+    except Exception as e:  # noqa: BLE001 -- a syntax error in a student's file is a grade
+        detail = f"{type(e).__name__}: {e}"
+        result.errors.append(f"cannot import {path.name}: {detail}")
+        result.say(f"  cannot import {path}: {detail}")
+        return result
+    g = _Grader(result, module, seed)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if hasattr(reference, "gradcheck_cases"):  # the library's table, hidden cases included
+            for case in reference.gradcheck_cases(g.rng):
+                g.grade_case(case)
+        if name in EXTRA_CHECKS:
+            EXTRA_CHECKS[name](g)
+    return result
+
+
+def check(names=None, directory=None, out=print, verbose=True):
+    """Grade ``names`` (default: all) and print the report; returns the list of ``Result``."""
+    names = exercise_names(names)
+    results = []
+    for name in names:
+        where = source_path(name) if directory is None else Path(directory) / f"{name}.py"
+        r = grade(name, directory)
+        if verbose:
+            out(f"== {name}: {EXERCISES[name].title} ({where})")
+            for line in r.lines:
+                out(line)
+            out(r.summary())
+            out("")
+        results.append(r)
+    passed = sum(r.passed for r in results)
+    out(f"{passed}/{len(results)} exercise(s) pass" + ("" if passed == len(results) else ":"))
+    for r in results:
+        if not r.passed or not verbose:
+            out("  " + r.summary())
+    return results
