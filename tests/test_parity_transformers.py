@@ -83,6 +83,7 @@ def test_adamw_tracks_torch_adamw_for_ten_steps_with_a_changing_lr(each_backend)
         lr = minibert.linear_warmup_decay(step, max_steps=10, warmup_steps=3, peak_lr=1e-3)
         batch = make_batch(cfg, seed=step)
         out = model(**batch)
+        model.zero_grad()
         model.backward()
         opt.lr = lr
         opt.step()

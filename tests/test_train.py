@@ -262,6 +262,7 @@ def test_memory_stays_flat_over_200_steps():
     sizes = []
     for step in range(200):
         model(ids, labels=labels, next_sentence_label=np.array([0, 1, 0, 1]))
+        model.zero_grad()
         model.backward()
         minibert.clip_grad_norm(model, 1.0)
         opt.step()

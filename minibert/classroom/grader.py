@@ -36,11 +36,13 @@ FORWARD_TOL = 1e-10  # a float64 forward agrees to ~1e-15; a different (correct)
 
 @dataclass
 class Result:
-    """The grade of one exercise.  ``wrong``: (array name, case, rel_error) of every array that is off;
-    ``todo``: functions that still raise NotImplementedError; ``errors``: other exceptions."""
+    """The grade of one exercise.  ``wrong``: (array name, case, rel_error) of every array that is off
+    (for an array that must be exactly 0, named in ``zeros``, its largest |entry| instead of the
+    rel_error); ``todo``: functions that still raise NotImplementedError; ``errors``: other exceptions."""
     name: str
     lines: list = field(default_factory=list)
     wrong: list = field(default_factory=list)
+    zeros: set = field(default_factory=set)
     todo: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     checked: int = 0
@@ -65,8 +67,9 @@ class Result:
             worst = {}
             for name, case, e in self.wrong:
                 worst[name] = max(worst.get(name, 0.0), e)
-            parts.append("wrong: " + ", ".join(f"{n} (wrong shape)" if math.isinf(e) else f"{n} (rel_error up to {e:.1e})"
-                                               for n, e in worst.items()))
+            parts.append("wrong: " + ", ".join(
+                f"{n} (wrong shape)" if math.isinf(e) else f"{n} (max|{n}| {e:.1e}, should be 0)" if n in self.zeros
+                else f"{n} (rel_error up to {e:.1e})" for n, e in worst.items()))
         if self.todo:
             parts.append("not implemented yet: " + ", ".join(dict.fromkeys(self.todo)))
         if self.errors:
@@ -128,7 +131,8 @@ class _Grader:
         ok = err < tol
         if zero:
             big = float(np.abs(got_arr).max()) if got_arr.size else 0.0
-            ok = big < ZERO_TOL
+            ok, err = big < ZERO_TOL, big
+            self.r.zeros.add(label)
             line += f" (the true value is exactly 0: expect |max| < {ZERO_TOL:.0e}, got {big:.1e})"
         elif numerical is not None:
             fd = rel_error(got_arr, numerical)
