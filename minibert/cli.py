@@ -81,7 +81,6 @@ def main(argv=None):
     p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
     p.add_argument("sentence_a")
     p.add_argument("sentence_b")
-    from .classroom.exercises import add_subparser as _add_exercises
     _add_exercises(sub)
     args = parser.parse_args(argv)
     try:
@@ -101,12 +100,57 @@ def main(argv=None):
             p = next_sentence_probability(model, tok, args.sentence_a, args.sentence_b)
             print(f"P(B follows A) = {p:.4f}  ({'is next' if p >= 0.5 else 'not next'})")
         elif args.command == "exercises":
-            from .classroom.exercises import run as exercises
-            return exercises(args)
+            return _exercises(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _add_exercises(sub):
+    from .classroom import exercises
+    doc = exercises.__doc__.split("\n\n")
+    p = sub.add_parser("exercises", help="classroom exercises: list, make the student copies, check them",
+                       description=doc[0] + "\n\n" + doc[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex = p.add_subparsers(dest="exercises_command", required=True)
+    ex.add_parser("list", help="the exercises, in the suggested order")
+    m = ex.add_parser("make", help="write the student copies (solutions replaced by raise NotImplementedError)")
+    m.add_argument("outdir")
+    m.add_argument("names", nargs="*", metavar="NAME", help="only these exercises (default: all)")
+    m.add_argument("--force", action="store_true", help="overwrite exercise files already in OUTDIR")
+    c = ex.add_parser("check", help="grade the student copies with gradient checks against the reference")
+    c.add_argument("names", nargs="*", metavar="NAME", help="only these exercises (default: all)")
+    c.add_argument("--dir", default=None, help="the student's directory (default: the current directory if "
+                   "`make` wrote it, else the reference solutions)")
+    c.add_argument("--brief", action="store_true", help="only the pass/fail summary")
+
+
+def _exercises(args):
+    """``minibert exercises list | make | check``; returns the exit code."""
+    from pathlib import Path
+
+    from .classroom.exercises import EXERCISES, MARKER_FILE, make
+    from .classroom.grader import check
+    cmd = args.exercises_command
+    if cmd == "list":
+        for i, (name, e) in enumerate(EXERCISES.items(), 1):
+            print(f"{i}. {name:16s} {e.title}  (docs/{e.docs})")
+        return 0
+    if cmd == "make":
+        written = make(args.outdir, force=args.force, names=args.names or None)
+        print(f"wrote {len(written)} exercise(s) into {args.outdir}: {', '.join(p.name for p in written)}")
+        print(f"next: cd {args.outdir} && python {written[0].name} && minibert exercises check --dir .")
+        return 0
+    directory = args.dir
+    if directory is None and Path(MARKER_FILE).is_file():
+        directory = "."
+    if directory is not None and not Path(directory).is_dir():
+        raise FileNotFoundError(f"exercises check: --dir {directory!r} is not a directory")
+    if directory is None:
+        print("grading the reference solutions, minibert's own code (pass --dir DIR to grade a student's "
+              "copies)\n")
+    results = check(args.names or None, directory, verbose=not args.brief)
+    return 0 if all(r.passed for r in results) else 1
 
 
 def _finetune(args):

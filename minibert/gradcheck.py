@@ -8,6 +8,10 @@ We check ``sum(f(x) * dout)`` for a *random* upstream gradient ``dout``: with ``
 bugs hide (e.g. the gradient of ``sum(softmax(x))`` is exactly zero whatever the backward does).
 
 Always check in float64: float32 has only ~7 digits, so its differences are dominated by rounding.
+
+Each file of ``minibert/layers`` ends with its table of checks, ``gradcheck_cases(rng)``, a list of
+``GradCase``; ``check_cases`` runs one (as the file's ``test_NAME()`` and tests/test_layers_gradcheck.py
+do), and the exercise grader (``minibert/classroom/grader.py``) runs the same table on a student's code.
 """
 import copy
 from dataclasses import dataclass, field

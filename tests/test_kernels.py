@@ -1,5 +1,5 @@
 """Every numba twin (``minibert.kernels``) against its NumPy reference (``minibert.layers``,
-``minibert.optim.adamw_update``).
+``minibert.layers.adamw.adamw_update``).
 
 Tolerances (rel_error: max|a-b| over max|a|+|b|): float64 < 1e-12 (the twins do the reference's
 arithmetic in another order, or through the C library's exp/erf: ~1e-16 expected), float32 < 1e-5
@@ -19,7 +19,6 @@ import pytest
 import minibert
 from minibert import kernels as K
 from minibert import layers as L
-from minibert import optim
 from minibert.gradcheck import rel_error
 from minibert.layers.softmax import attention_mask_to_additive
 
@@ -260,7 +259,7 @@ def test_adamw_update_is_bit_for_bit_the_reference(dtype):
         for i, ((p, m, v), (p2, m2, v2)) in enumerate(zip(ref, twin)):
             g = rnd(dtype, *p.shape, seed=100 * t + i)
             wd = 0.0 if i == 1 else 0.01
-            optim.adamw_update(p, g, m, v, weight_decay=wd, **step)
+            L.adamw_update(p, g, m, v, weight_decay=wd, **step)
             timed("adamw_update", K.adamw_update, p2, g, m2, v2, weight_decay=wd, **step)
     for (p, m, v), (p2, m2, v2) in zip(ref, twin):
         assert np.array_equal(p, p2) and np.array_equal(m, m2) and np.array_equal(v, v2)
@@ -297,7 +296,7 @@ def test_backend_switch_swaps_exactly_the_twins():
         assert backend.ops.tanh_forward is L.tanh_forward  # not twinned: the reference
         minibert.set_backend("numpy")
         assert backend.ops.layernorm_forward is L.layernorm_forward
-        assert not hasattr(backend.ops, "adamw_update")  # AdamW then uses optim.adamw_update
+        assert backend.ops.adamw_update is L.adamw_update  # the reference AdamW uses (layers/adamw.py)
     finally:
         minibert.set_backend(previous)
 

@@ -40,7 +40,6 @@ done).
 the student's functions, and names every wrong array.  The exit code is 0 when every graded exercise
 passes, 1 otherwise, 2 on a usage error.
 """
-import argparse
 import importlib.util
 import json
 import re
@@ -258,44 +257,3 @@ def exercise_names(names=None):
 # ------------------------------------------------------------------------------------------------
 # The command line: `minibert exercises ...`
 # ------------------------------------------------------------------------------------------------
-
-def add_subparser(sub):
-    p = sub.add_parser("exercises", help="classroom exercises: list, make the student copies, check them",
-                       description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    ex = p.add_subparsers(dest="exercises_command", required=True)
-    ex.add_parser("list", help="the exercises, in the suggested order")
-    m = ex.add_parser("make", help="write the student copies (solutions replaced by raise NotImplementedError)")
-    m.add_argument("outdir")
-    m.add_argument("names", nargs="*", metavar="NAME", help="only these exercises (default: all)")
-    m.add_argument("--force", action="store_true", help="overwrite exercise files already in OUTDIR")
-    c = ex.add_parser("check", help="grade the student copies with gradient checks against the reference")
-    c.add_argument("names", nargs="*", metavar="NAME", help="only these exercises (default: all)")
-    c.add_argument("--dir", default=None, help="the student's directory (default: the current directory if "
-                   "`make` wrote it, else the reference solutions)")
-    c.add_argument("--brief", action="store_true", help="only the pass/fail summary")
-
-
-def run(args):
-    """Dispatch ``minibert exercises ...``; returns the exit code."""
-    cmd = args.exercises_command
-    if cmd == "list":
-        for i, (name, e) in enumerate(EXERCISES.items(), 1):
-            print(f"{i}. {name:16s} {e.title}  (docs/{e.docs})")
-        return 0
-    if cmd == "make":
-        written = make(args.outdir, force=args.force, names=args.names or None)
-        print(f"wrote {len(written)} exercise(s) into {args.outdir}: {', '.join(p.name for p in written)}")
-        print(f"next: cd {args.outdir} && python {written[0].name} && minibert exercises check --dir .")
-        return 0
-    directory = args.dir
-    if directory is None and Path(MARKER_FILE).is_file():
-        directory = "."
-    if directory is not None and not Path(directory).is_dir():
-        raise FileNotFoundError(f"exercises check: --dir {directory!r} is not a directory")
-    if directory is None:
-        print("grading the reference solutions, minibert's own code (pass --dir DIR to grade a student's "
-              "copies)\n")
-    from .grader import check  # the one import of grader.py here: the grader imports this module
-    results = check(args.names or None, directory, verbose=not args.brief)
-    return 0 if all(r.passed for r in results) else 1
