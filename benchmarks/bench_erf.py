@@ -1,14 +1,16 @@
 """What SciPy's erf costs the NumPy reference, against the fdlibm port it replaced (``layers/erf.py``).
 
-    python benchmarks/bench_erf.py                   # ~2 minutes on 2 cores
-    python benchmarks/bench_erf.py --rounds 5 --repeat 20 --steps 8 --threads 2
+    python benchmarks/bench_erf.py                   # ~2 minutes on a quiet 2-core machine, ~4 on a busy one
+    python benchmarks/bench_erf.py --rounds 3 --repeat 20 --steps 8 --threads 2
 
 Two sides, each in its own Python process: "port" runs ``minibert/layers/gelu.py`` with its ``erf``
 replaced by the NumPy port of fdlibm's erf as it was at commit ``PORT_COMMIT`` (read with ``git show``,
 or from ``--port-file``); "scipy" runs the layer as it is.  The processes alternate (port, scipy,
 port, scipy, ...) for ``--rounds`` rounds so that a slow spell of the machine hits both; each figure
 is the median over every timed call of every round, next to the fastest call ("min": on a shared
-machine the better estimate of the undisturbed speed).  One thread by default: NumPy's elementwise
+machine the better estimate of the undisturbed speed).  Wall time and the process's CPU time are
+both shown: with one thread they agree on a quiet machine, and on a busy one the CPU time is the
+steadier (time spent descheduled is not counted).  One thread by default: NumPy's elementwise
 passes, erf among them, use one thread whatever the setting, and a 2-thread BLAS call on a busy
 machine stalls on a descheduled thread (seen here: 12 s for a 1.3 s step).  Measured:
 
@@ -41,11 +43,11 @@ def set_threads(n):
 def _timed(fn, warmup, repeat):
     for _ in range(warmup):
         fn()
-    times = []
+    times = []  # [(wall seconds, CPU seconds of this process)]
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append((time.perf_counter() - t, time.process_time() - c))
     return times
 
 
@@ -111,9 +113,9 @@ def cpu_model():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="alternations of the two processes")
+    ap.add_argument("--rounds", type=int, default=5, help="alternations of the two processes")
     ap.add_argument("--repeat", type=int, default=15, help="timed GELU calls per process and dtype")
-    ap.add_argument("--steps", type=int, default=5, help="timed BERT-Tiny steps per process")
+    ap.add_argument("--steps", type=int, default=6, help="timed BERT-Tiny steps per process")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (the step's GEMMs)")
     ap.add_argument("--port-file", help="the old erf.py, instead of reading it from git")
     ap.add_argument("--worker", choices=["port", "scipy"], help=argparse.SUPPRESS)
@@ -138,13 +140,15 @@ def main():
                 times[side].setdefault(case, []).extend(ts)
         print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    print(f"\n| {'case (ms)':<26} | {'port':>8} | {'scipy':>8} | {'port/scipy':>10} "
-          f"| {'port min':>8} | {'scipy min':>9} | {'min ratio':>9} |")
-    print(f"|{'-' * 28}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 10}|{'-' * 11}|{'-' * 11}|")
-    for case in times["port"]:
-        p, s = (1e3 * float(np.median(times[side][case])) for side in ("port", "scipy"))
-        pm, sm = (1e3 * float(np.min(times[side][case])) for side in ("port", "scipy"))
-        print(f"| {case:<26} | {p:>8.1f} | {s:>8.1f} | {p / s:>9.2f}x | {pm:>8.1f} | {sm:>9.1f} | {pm / sm:>8.2f}x |")
+    for k, clock in enumerate(("wall", "CPU")):
+        print(f"\n| {clock + ' time (ms)':<26} | {'port':>8} | {'scipy':>8} | {'port/scipy':>10} "
+              f"| {'port min':>8} | {'scipy min':>9} | {'min ratio':>9} |")
+        print(f"|{'-' * 28}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 10}|{'-' * 11}|{'-' * 11}|")
+        for case in times["port"]:
+            ts = {side: 1e3 * np.array(times[side][case])[:, k] for side in ("port", "scipy")}
+            p, s = float(np.median(ts["port"])), float(np.median(ts["scipy"]))
+            pm, sm = float(ts["port"].min()), float(ts["scipy"].min())
+            print(f"| {case:<26} | {p:>8.1f} | {s:>8.1f} | {p / s:>9.2f}x | {pm:>8.1f} | {sm:>9.1f} | {pm / sm:>8.2f}x |")
     n = {case: len(ts) for case, ts in times["scipy"].items()}
     print(f"\nmedian of {n} timed calls per side ({args.rounds} processes per side)")
 

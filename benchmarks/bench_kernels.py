@@ -28,7 +28,6 @@ def cases(dtype=np.float32, seed=0):
     """[(name, reference thunk, twin thunk)], all on the same inputs."""
     from minibert import kernels as K
     from minibert import layers as L
-    from minibert import optim
     from minibert.layers.softmax import attention_mask_to_additive
     rng = np.random.default_rng(seed)
     r = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
@@ -64,10 +63,11 @@ def cases(dtype=np.float32, seed=0):
         ("layernorm_backward", lambda: L.layernorm_backward(dout, ln_cache),
          lambda: K.layernorm_backward(dout, ln_cache)),
         ("attention_softmax_forward (+mask, dropout)",
-         lambda: K.attention_softmax_forward_reference(scores, mask_add, 0.125, 0.1, np.random.default_rng(1), True),
+         lambda: L.dropout_forward(L.softmax_forward(scores * np.float32(0.125), mask_add)[0], 0.1,
+                                   np.random.default_rng(1), True),  # the middle of layers' sdpa_forward
          lambda: K.attention_softmax_forward(scores, mask_add, 0.125, 0.1, np.random.default_rng(1), True)),
         ("attention_softmax_backward",
-         lambda: K.attention_softmax_backward_reference(d4, probs, None, 0.125),
+         lambda: L.softmax_backward(L.dropout_backward(d4, None), probs) * np.float32(0.125),
          lambda: K.attention_softmax_backward(d4, probs, None, 0.125)),
         ("gelu_forward (F=512)", lambda: L.gelu_forward(h), lambda: K.gelu_forward(h)),
         ("gelu_backward (F=512)", lambda: L.gelu_backward(dh, h), lambda: K.gelu_backward(dh, h)),
@@ -80,7 +80,7 @@ def cases(dtype=np.float32, seed=0):
          lambda: K.cross_entropy_backward(1.0, ce_cache)),
         ("embedding_backward (V=8192)", lambda: L.embedding_backward(dout.reshape(B, T, C), (ids, V), 0),
          lambda: K.embedding_backward(dout.reshape(B, T, C), (ids, V), 0)),
-        ("adamw_update (1.1M params)", lambda: [optim.adamw_update(*s, **adam) for s in state],
+        ("adamw_update (1.1M params)", lambda: [L.adamw_update(*s, **adam) for s in state],
          lambda: [K.adamw_update(*s, **adam) for s in state]),
         ("attention_forward (whole layer)", att(L), att(K)),
         ("attention_backward (whole layer)", lambda: L.attention_backward(x3, att_cache[L]),

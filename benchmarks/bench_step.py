@@ -82,6 +82,7 @@ def minibert_pretraining(size, backend, batch):
     def step():
         minibert.set_backend(backend)
         model(**batch)
+        model.zero_grad()  # backward() adds into the gradients, as torch's; the training step zeroes
         model.backward()
         opt.step()
     return step

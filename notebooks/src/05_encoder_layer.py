@@ -46,7 +46,10 @@ show(BertModel._layer_backward)
 # %% [markdown]
 # Read the backward from the top: LN₂, then the FFN branch, then `dh += dsum2` (the residual: `h`
 # went straight into the second sum too), LN₁, the attention branch, and `dx += dsum1` (the first
-# residual). Parameter gradients are *accumulated* (`self._acc`) into `model.grads`.
+# residual). Parameter gradients are *accumulated* (`self._acc`) into `model.grads`: a backward adds,
+# and only `zero_grad()` clears. What the forward keeps for the backward is an `EncoderLayerCache`, a
+# `NamedTuple` with one named field per part (`attention`, `attention_dropout`, `attention_norm`, `ffn`,
+# `ffn_dropout`, `ffn_norm`), so the backward reads `cache.ffn_norm`, never `cache[5]`.
 #
 # ## Check: one layer against finite differences
 #
@@ -96,10 +99,9 @@ print(f"worst parameter rel_error {worst:.1e}  (expect < 1e-7)")
 # %%
 out, cache = layer_forward(x)
 dx_full = layer_backward(dy, cache)
-_, c_d1, c_ln1, c_ffn, c_d2, c_ln2 = cache
-dsum2 = L.layernorm_backward(dy, c_ln2)[0]
-dh = L.ffn_backward(dsum2, c_ffn)[0] + dsum2
-dsum1 = L.layernorm_backward(dh, c_ln1)[0]                  # the residual's share of dx
+dsum2 = L.layernorm_backward(dy, cache.ffn_norm)[0]         # dropout is off: its backward is the identity
+dh = L.ffn_backward(dsum2, cache.ffn)[0] + dsum2
+dsum1 = L.layernorm_backward(dh, cache.attention_norm)[0]   # the residual's share of dx
 numeric = check_layer(layer_forward, lambda d, c: layer_backward(d, c) - dsum1, [x], ["dx"])["dx"]
 print(f"without the residual term: rel_error {numeric:.1e}  (a bug: far above 1e-7)")
 
@@ -178,7 +180,7 @@ fig.tight_layout()
 # sums and the gradient no longer passes unchanged: at 0.5 it *grows* layer after layer on its way
 # down, by more than two orders of magnitude over six layers, so the bottom layers would take far
 # larger steps than the top ones. The parameter gradients (right) are of one size in every layer. Small
-# initial weights, and a learning-rate warmup while they grow (minibert's `training/pretrain.py` uses one), keep
+# initial weights, and a learning-rate warmup while they grow (minibert's training step, in `training/loop.py`, uses one), keep
 # post-LN BERT trainable; "pre-LN" Transformers (LayerNorm inside the residual branch) were designed
 # to avoid the problem.
 #

@@ -13,7 +13,9 @@
 # 1/4, a bidirectional one can reach 1), a **noun** from its colour and the topic (at most 1/2),
 # a **verb** not at all (1/8); NSP is learnable from the topics (at most 93.75%).
 #
-# **The step** (`minibert/training/pretrain.py` runs the same loop with checkpoints, evaluation and logging):
+# **The step** (`training_step` in `minibert/training/loop.py` is the same step, inside the one training
+# loop that pretraining and fine-tuning share, with checkpoints, evaluation, logging and gradient
+# accumulation; `minibert/training/pretrain.py` builds the data and the model and hands them to it):
 # `model.zero_grad() → batch → model(**batch) → model.backward() → clip_grad_norm → learning-rate schedule → AdamW.step()`.
 
 # %%
@@ -29,7 +31,8 @@ from minibert.data.corpus import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHET
 from minibert.optim import clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import plot_attention, smooth
 from minibert.data.pretraining import PretrainingDataset
-from minibert.training.pretrain import evaluate, fill_mask
+from minibert.training.inference import fill_mask
+from minibert.training.pretrain import evaluate
 
 minibert.set_backend("numpy")  # the readable references; set_backend("numba") is ~2x faster after compiling
 workdir = tempfile.mkdtemp(prefix="minibert-lesson07-")
