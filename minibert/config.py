@@ -8,6 +8,8 @@ from typing import Optional
 
 from .layers.gelu import ACTIVATIONS  # hidden_act name -> (forward, backward): the one registry
 
+ACTIVATION_NAMES = tuple(ACTIVATIONS)  # the values BertConfig.hidden_act may take
+
 
 @dataclass
 class BertConfig:

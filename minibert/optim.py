@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from . import backend
+from .layers.adamw import adamw_update  # noqa: F401  (the reference update AdamW's backend op defaults to)
 
 
 def no_weight_decay(name):
