@@ -8,6 +8,7 @@ from ..backend import get_backend
 from ..config import BertConfig
 from ..models.bert import BertForPreTraining
 from ..gradcheck import numerical_gradient_at, perturb_parameters, rel_error
+from ..layers.cross_entropy import IGNORE_INDEX
 
 
 def main():
@@ -21,7 +22,7 @@ def main():
     mask = np.ones_like(ids)
     mask[1, 6:] = 0
     ids[1, 6:] = 0
-    labels = np.full_like(ids, -100)
+    labels = np.full_like(ids, IGNORE_INDEX)
     labels[0, [2, 5]] = ids[0, [2, 5]]
     labels[1, 3] = ids[1, 3]
     nsp = np.array([0, 1])

@@ -97,7 +97,7 @@ def training_step(model, opt, batch, step, cfg, ckpt_path=None):
 
     A NaN/Inf loss or gradient stops the run here, naming the update (``step + 1``) and the last good
     checkpoint, before the optimizer can write it into the weights."""
-    micro_batches = split_batch(batch, getattr(cfg, "grad_accum", 1))
+    micro_batches = split_batch(batch, cfg.grad_accum)
     counts = [model.loss_counts(**mb) for mb in micro_batches]
     totals = {k: sum(c[k] for c in counts) for k in model.loss_weights}
     model.zero_grad()  # the one place gradients are cleared
