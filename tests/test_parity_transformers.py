@@ -111,3 +111,21 @@ def test_clip_grad_norm_matches_torch():
     theirs = torch.nn.utils.clip_grad_norm_(hf.parameters(), 0.5).item()
     assert abs(ours - theirs) < 1e-10 * theirs and ours > 0.5
     assert_grads_match(model.grad_state_dict(), {n: p.grad.numpy() for n, p in hf.named_parameters()}, 1e-10)
+
+
+def test_the_schedule_differs_from_transformers_only_as_documented():
+    """docs/backward/adamw.md: minibert's warmup runs one step ahead of transformers' (its update s
+    uses (s + 1) / W, transformers' s / W), the peak is used exactly once, and the decay divides by
+    S - W + 1 where transformers' divides by S - W.  Exact arithmetic on fractions of the peak."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+    S, W = 10, 3
+    ours = [minibert.linear_warmup_decay(s, max_steps=S, warmup_steps=W, peak_lr=1.0) for s in range(S)]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    theirs = get_linear_schedule_with_warmup(opt, num_warmup_steps=W, num_training_steps=S).lr_lambdas[0]
+    assert ours.count(1.0) == 1 and ours.index(1.0) == W - 1, ours
+    for s in range(S):
+        if s < W:
+            assert ours[s] == pytest.approx(theirs(s + 1), rel=1e-15), s  # one step ahead
+        else:
+            assert ours[s] == pytest.approx(theirs(s) * (S - W) / (S - W + 1), rel=1e-15), s
