@@ -2,7 +2,7 @@
 
 The forward of one multi-head self-attention layer (the same function as ``minibert/layers/attention.py``,
 without dropout) is cut below into steps so small that each one's backward is a line or two: the
-softmax alone becomes five steps (max, shift, exp, row sum, reciprocal, normalise).  You backprop
+softmax alone becomes six steps (max, shift, exp, row sum, reciprocal, normalise).  You backprop
 through them one at a time, from the output down to the input ``x``; the grader compares every
 intermediate gradient with the reference and prints, as Karpathy's "becoming a backprop ninja" does::
 

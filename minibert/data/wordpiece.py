@@ -1,8 +1,9 @@
 """Train a WordPiece vocabulary (``vocab.txt``) from raw text.
 
-BERT's vocabulary was learned from its training corpus: start from single characters and
-repeatedly glue together the two adjacent pieces that occur together most often, until the
-vocabulary has the size you asked for. Pieces that continue a word carry a ``##`` prefix, so the
+BERT's vocabulary was learned from its training corpus by Google's own (unpublished) WordPiece
+trainer.  This one does what HF tokenizers' ``WordPieceTrainer`` does: start from single characters
+and repeatedly glue together the two adjacent pieces that occur together most often, until the
+vocabulary has the size you asked for (which score picks the pair: below). Pieces that continue a word carry a ``##`` prefix, so the
 word "hugs" starts as ``h ##u ##g ##s`` and may end as ``hug ##s``.
 
     >>> vocab = train_wordpiece(["hug " * 10 + "pug " * 5 + "pun " * 12 + "bun " * 4 + "hugs " * 5],

@@ -70,8 +70,12 @@ for word in ["unaffable", "affable", "unable", "zebra"]:
 #
 # ## Learning a vocabulary
 #
-# BERT's 30k pieces were learned from its corpus: start from single characters and repeatedly merge
-# the most frequent adjacent pair (`minibert.train_wordpiece`, see `minibert/data/wordpiece.py`). We learn
+# BERT's 30k pieces were learned from its corpus by Google's own WordPiece trainer, which was never
+# published (by the HF course's description it merges the pair with the highest *likelihood* score,
+# `count(a, b) / (count(a) * count(b))`). `minibert.train_wordpiece` does what HF tokenizers'
+# `WordPieceTrainer` does instead: start from single characters and repeatedly merge the most
+# *frequent* adjacent pair (`minibert/data/wordpiece.py` says why). Either way the tokenizer is the
+# same greedy longest match; only the list of pieces differs. We learn
 # 2,000 pieces from CPython's documentation (the default corpus, built from the Python installation,
 # no download) plus a few Chinese sentences from the seed article, so that its characters are in the
 # vocabulary too.

@@ -5,7 +5,7 @@
 #
 # Each input token becomes the sum of three learned vectors, one row from each of three tables:
 #
-# $$x_{bt} = \text{LN}\big(E_{\text{ids}_{bt}} + S_{\text{seg}_{bt}} + P_t\big) \qquad (B, T, C)$$
+# $$s_{bt} = E_{\text{ids}_{bt}} + S_{\text{seg}_{bt}} + P_t, \qquad x_{bt} = \text{LN}(s_{bt}) \qquad (B, T, C)$$
 #
 # with $E$ `(V, C)` the word pieces, $S$ `(2, C)` the segments A/B and $P$ `(max_T, C)` the
 # positions (learned, not sinusoids), followed by LayerNorm (lesson 04) and dropout.
@@ -16,8 +16,10 @@
 # $$\bar{W}_v = \sum_{(b,t):\ \text{ids}_{bt} = v} \bar{\text{out}}_{bt}$$
 #
 # a **scatter-add**. A token that appears three times gets three contributions; a row no token read
-# gets zero. The same rule gives the position table $\bar{P}_t = \sum_b \bar{x}_{bt}$ and the segment
-# table (two rows, each summing over every token of its segment).
+# gets zero. The three tables are read into the sum $s$, so the gradient that flows into each of them is
+# $\bar{s}$, the gradient of the sum *before* LayerNorm (LayerNorm's backward turns $\bar{x}$ into
+# $\bar{s}$, lesson 04). The same rule then gives the position table $\bar{P}_t = \sum_b \bar{s}_{bt}$ and
+# the segment table (two rows, each summing $\bar{s}$ over every token of its segment).
 # Full derivation: [`docs/backward/embedding.md`](../docs/backward/embedding.md).
 
 # %%

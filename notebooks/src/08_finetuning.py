@@ -20,8 +20,10 @@
 # | `BertForQuestionAnswering` | $W_q$ (2, C) on every position, split in start and end | (B, T) and (B, T) | $\tfrac12(\text{CE}(\text{start}) + \text{CE}(\text{end}))$, softmax over the T positions |
 #
 # Only the last row of each backward is new. For a softmax cross-entropy averaged over N rows,
-# $\bar z = (\text{softmax}(z) - \text{onehot}(y)) / N$ (lesson 06); then the linear layer's backward
-# (lesson 02) gives $\bar W_c = \bar z^\top h$, $\bar b_c = \sum \bar z$ and $\bar h = \bar z W_c$, which
+# $\bar z = (\text{softmax}(z) - \text{onehot}(y)) / N$
+# ([`docs/backward/cross_entropy.md`](../docs/backward/cross_entropy.md)); then the linear layer's
+# backward ([`docs/backward/linear.md`](../docs/backward/linear.md), exercise 1 of `minibert exercises`)
+# gives $\bar W_c = \bar z^\top h$, $\bar b_c = \sum \bar z$ and $\bar h = \bar z W_c$, which
 # `BertModel.backward` takes from there, through the pooler or straight into the positions.
 #
 # Two details of span QA, as transformers does them: the start (end) softmax runs over the T
