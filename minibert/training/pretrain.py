@@ -33,6 +33,8 @@ PRESETS = {
 # The default peak learning rate of each preset (measured, docs/pretraining.md): tiny learns fastest at
 # 2e-3 and loses its positional heads at 3e-3; mini, without dropout, stays at the unigram level at 2e-3.
 PRESET_LR = {"tiny": 2e-3, "mini": 1e-3}
+ENGINES = ("minibert", "torch")  # torch: training/torch_engine.py, the only module that imports torch
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -58,6 +60,14 @@ class PretrainConfig(RunConfig):
                                  "docs/pretraining.md)")
     eval_batches: int = option(8, "held-out batches per evaluation")
     debug: bool = option(False, "name the first kernel that produces a NaN/Inf (slower)")
+    engine: str = option("minibert", "minibert: this package's BERT; torch: the same recipe (data, initial "
+                                     "weights, schedule, evaluation, outputs) on PyTorch + transformers' "
+                                     "BertForPreTraining (pip install 'minibert[torch]'; docs/scaling.md)",
+                         choices=list(ENGINES))
+    nproc: int = option(1, "with --engine torch: data-parallel processes, started by torch.distributed.run "
+                           "under DistributedDataParallel (gloo on CPU, NCCL on CUDA); each trains on its "
+                           "shard of every batch")
+    device: str = option("cpu", "with --engine torch: where the model runs", choices=list(DEVICES))
 
     def __post_init__(self):
         if self.lr is None and self.preset in PRESET_LR:
@@ -79,6 +89,19 @@ class PretrainConfig(RunConfig):
             raise ValueError(f"short_seq_fraction must be in [0, 1), got {self.short_seq_fraction!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {list(ENGINES)}, got {self.engine!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+        if isinstance(self.nproc, bool) or not isinstance(self.nproc, int) or self.nproc <= 0:
+            raise ValueError(f"nproc must be a positive integer, got {self.nproc!r}")
+        if self.engine != "torch" and (self.nproc != 1 or self.device != "cpu"):
+            raise ValueError("--nproc and --device are settings of the torch engine: add --engine torch")
+        if self.engine == "torch" and self.debug:
+            raise ValueError("--debug names minibert's kernels; the torch engine has none (drop --debug)")
+        if self.nproc * self.grad_accum > self.batch_size:
+            raise ValueError(f"nproc x grad_accum ({self.nproc} x {self.grad_accum}) must be at most batch_size "
+                             f"({self.batch_size}): every process trains on at least one sequence")
         if self.corpus not in ("default", "synthetic") and not os.path.isfile(self.corpus):
             raise FileNotFoundError(f"corpus file not found: {self.corpus!r} "
                                     "(use 'default', 'synthetic', or a text file: one sentence per line, "
@@ -241,15 +264,27 @@ def step_accuracy(result):
 def pretrain(cfg: PretrainConfig):
     """Run (or resume) a pretraining job; returns the metrics dict also written to metrics.json."""
     cfg.validate()
+    torch_engine = None
+    if cfg.engine == "torch":
+        try:
+            from . import torch_engine  # the one module that imports torch (and transformers)
+        except ImportError as e:  # its message says how to install them; a ValueError, so the CLI prints it
+            raise ValueError(str(e)) from None
+        if torch_engine.is_worker() and os.environ["RANK"] != "0":
+            cfg = dataclasses.replace(cfg, verbose=False)  # rank 0 speaks for the group
     if cfg.backend:
         backend.set_backend(cfg.backend)
     if cfg.debug:
         backend.set_debug(True)
     os.makedirs(cfg.out, exist_ok=True)
     log = print if cfg.verbose else (lambda *a, **k: None)
-    log(f"minibert pretrain: preset={cfg.preset} corpus={cfg.corpus} backend={backend.get_backend()} out={cfg.out}")
+    log(f"minibert pretrain: preset={cfg.preset} corpus={cfg.corpus} engine={cfg.engine} "
+        + (f"nproc={cfg.nproc} device={cfg.device}" if torch_engine else f"backend={backend.get_backend()}")
+        + f" out={cfg.out}")
     train_docs, heldout_docs = load_corpus(cfg.corpus, cfg.seed, cfg.verbose)
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
+    if torch_engine and cfg.nproc > 1 and not torch_engine.is_worker():  # the vocabulary is on disk: start
+        return torch_engine.launch(cfg)  # the ranks, each of which runs this function as a worker
     data = pretraining_data(cfg, train_docs, tokenizer)
     eval_batches = heldout_batches(cfg, tokenizer, heldout_docs)
     unigram_token = data.most_frequent_label()
@@ -269,14 +304,20 @@ def pretrain(cfg: PretrainConfig):
               evaluate=lambda: evaluate(model, eval_batches, unigram_token),
               describe=lambda ev: " ".join(f"{k}={v:.4f}" for k, v in ev.items()),
               progress=("mlm_acc", "nsp_acc"))
-    run = loop.run(model, opt, cfg, job, log)
+    if torch_engine:  # the same data, weights and evaluation batches; transformers and torch.optim train
+        run, ran = torch_engine.run(cfg, model, data, eval_batches, unigram_token, log)
+        if ran is None:
+            return None  # a rank other than 0: rank 0 writes the outputs
+    else:
+        run = loop.run(model, opt, cfg, job, log)
 
     model.save_pretrained(os.path.join(cfg.out, "model"), tokenizer)
     metrics = {"eval": {k: v for k, v in run.history["eval"][-1].items() if k != "step"},
                "steps": run.step, "tokens_per_second": run.tokens / max(run.seconds, 1e-9),
                "seconds": run.seconds, "stopped_by_time_budget": run.stopped_early,
                "config": {"pretrain": dataclasses.asdict(cfg), "model": model.config.to_dict()},
-               "backend": backend.get_backend(), "peak_memory_mb": loop.peak_memory_mb(),
+               "backend": backend.get_backend(), "peak_memory_mb": loop.peak_memory_mb(), "engine": cfg.engine,
+               **({"torch": ran, "nproc": cfg.nproc, "device": cfg.device} if torch_engine else {}),
                "eval_history": run.history["eval"]}
     atomic_write_bytes(os.path.join(cfg.out, "metrics.json"), json.dumps(metrics, indent=2).encode())
     plot_curves(run.log_path, run.history["eval"], os.path.join(cfg.out, "curves.png"),
@@ -295,3 +336,18 @@ def pretrain(cfg: PretrainConfig):
         print("  after training:  " + ", ".join(f"{t} {p:.3f}" for t, p in after[0][1]))
         print(f"wrote {cfg.out}/metrics.json, curves.png, log.jsonl, model/")
     return metrics
+
+
+def _torch_worker(argv):
+    """``python -m minibert.training.pretrain --torch-worker OUT/torch_job.json``: one rank of a
+    ``--engine torch --nproc N`` run (``torch_engine.launch`` starts N of them through torchrun)."""
+    if len(argv) != 2 or argv[0] != "--torch-worker":
+        raise SystemExit("usage: python -m minibert.training.pretrain --torch-worker OUT/torch_job.json "
+                         "(started by minibert pretrain --engine torch --nproc N)")
+    with open(argv[1]) as f:
+        pretrain(PretrainConfig(**json.load(f)))
+
+
+if __name__ == "__main__":
+    import sys
+    _torch_worker(sys.argv[1:])
