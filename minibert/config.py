@@ -33,6 +33,8 @@ class BertConfig:
     tie_word_embeddings: bool = True    # the MLM decoder reuses the word embeddings (BERT does)
     num_labels: int = 2                 # classes of a fine-tuning head (minibert.heads)
     classifier_dropout: Optional[float] = None  # dropout before a classification head; None: hidden_dropout_prob
+    is_decoder: bool = False            # True: causal self-attention (query i sees keys j <= i), as transformers'
+                                        # is_decoder; not BERT, which is bidirectional (lesson 07c's experiment)
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -61,6 +63,8 @@ class BertConfig:
                 or not 0.0 <= self.classifier_dropout < 1.0):
             raise ValueError(f"BertConfig.classifier_dropout must be None or a probability in [0, 1), "
                              f"got {self.classifier_dropout!r}")
+        if not isinstance(self.is_decoder, bool):
+            raise ValueError(f"BertConfig.is_decoder must be True or False, got {self.is_decoder!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"BertConfig.pad_token_id must be in [0, vocab_size={self.vocab_size}), "
                              f"got {self.pad_token_id!r}")

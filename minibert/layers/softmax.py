@@ -39,10 +39,20 @@ def softmax_backward(dp, cache):
     return dx
 
 
-def attention_mask_to_additive(attention_mask, dtype):
-    """(B, T) of 1 (attend) / 0 (padding) -> (B, 1, 1, T) additive mask, as transformers builds it."""
-    m = np.asarray(attention_mask).astype(dtype)
-    return ((1.0 - m) * np.finfo(dtype).min)[:, None, None, :].astype(dtype)
+def attention_mask_to_additive(attention_mask, dtype, causal=False):
+    """(B, T) of 1 (attend) / 0 (padding) -> (B, 1, 1, T) additive mask, as transformers builds it.
+
+    With ``causal=True`` (transformers' ``is_decoder``): (B, 1, T, T), where query i may attend to key j
+    only if j <= i *and* j is not padding; transformers combines the two as booleans, then writes 0 where
+    allowed and ``finfo(dtype).min`` elsewhere (``masking_utils.eager_mask``), and so does this.  Adding two
+    additive masks instead would overflow to -inf where both forbid a key."""
+    m = np.asarray(attention_mask)
+    if not causal:
+        m = m.astype(dtype)
+        return ((1.0 - m) * np.finfo(dtype).min)[:, None, None, :].astype(dtype)
+    T = m.shape[-1]
+    allowed = np.tril(np.ones((T, T), dtype=bool))[None, None] & (m != 0)[:, None, None, :]  # (B, 1, T, T)
+    return np.where(allowed, 0.0, np.finfo(dtype).min).astype(dtype)
 
 
 def gradcheck_cases(rng):

@@ -181,7 +181,8 @@ class BertModel(Module):
                                         p["embeddings.LayerNorm.bias"], eps)  # (B, T, C)
         x, c_drop = K.dropout_forward(x, c.hidden_dropout_prob, **drop)
         embeddings = EmbeddingsCache(c_word, c_type, c_pos, c_norm, c_drop)
-        mask_add = attention_mask_to_additive(mask, self.dtype)  # (B, 1, 1, T)
+        # (B, 1, 1, T); with is_decoder, (B, 1, T, T): query i sees keys j <= i only (not BERT: lesson 07c)
+        mask_add = attention_mask_to_additive(mask, self.dtype, causal=c.is_decoder)
 
         layer_caches = []
         for i in range(c.num_hidden_layers):
