@@ -3,6 +3,8 @@
     import minibert
     cfg = minibert.BertConfig(vocab_size=97, hidden_size=48, num_hidden_layers=3, num_attention_heads=3)
     model = minibert.BertForPreTraining(cfg, seed=0)
+    steps = minibert.trace(model.eval(), ids, labels=labels, next_sentence_label=nsp)  # every operation
+    next(steps)                                                    # ... one at a time
 
 The package is a map of the design (``docs/architecture.md``); imports run one way, downwards:
 
@@ -22,6 +24,7 @@ import importlib.util
 import sys
 
 from .backend import get_backend, set_backend, set_debug
+from .classroom.trace import trace
 from .config import BertConfig
 from .data.tokenizer import BertTokenizer
 from .data.wordpiece import train_wordpiece

@@ -6,6 +6,8 @@
                       fine-tune a classifier on the built-in task (pretrained vs random start)
     minibert fill-mask --model OUT [--top-k K] "the [MASK] statement raises an exception"
     minibert nsp --model OUT "sentence A" "sentence B"      the probability that B follows A
+    minibert trace [--model OUT] [--answer WORD] "a sentence with a [MASK] ."
+                      every operation of one forward and backward pass: names, shapes, statistics
     minibert demo     a one-minute tour: build a tiny BERT, gradient-check it, compare with transformers
     minibert exercises list | make OUTDIR | check [NAME ...] [--dir OUTDIR]
                       classroom exercises: write the student copies, grade them by gradient checks
@@ -81,6 +83,24 @@ def main(argv=None):
     p.add_argument("--model", required=True, help="a `minibert pretrain` output or a transformers-format directory")
     p.add_argument("sentence_a")
     p.add_argument("sentence_b")
+    p = sub.add_parser("trace", formatter_class=ShowDefaultsFormatter,
+                       help="run one text through a model and print every operation, forward then backward",
+                       description="Run one text with [MASK] in it through BERT (MLM + NSP loss) and print "
+                                   "every operation in order, forward then backward: its name, input and output "
+                                   "shapes, mean/std/min/max, the first values, and in the backward the "
+                                   "gradient's norm and each parameter's gradient (minibert.trace).")
+    p.add_argument("--model", default=None, help="a `minibert pretrain` output or a transformers-format directory "
+                   "with an MLM head (default: a freshly initialised BERT-Tiny with a 2000-piece WordPiece "
+                   "vocabulary trained on the bundled corpus: it works before any training)")
+    p.add_argument("--answer", action="append", default=None, metavar="WORD",
+                   help="the true word at a [MASK], the MLM label (once per [MASK], in order; default: the "
+                        "model's own top guess)")
+    p.add_argument("--pair", default=None, metavar="TEXT", help="a second sentence (segment B; NSP label 0, is next)")
+    p.add_argument("--depth", type=int, default=None, help="show operations only to this depth (0: the calls "
+                   "the model makes; 1, 2: the operations inside attention and the FFN; default: all)")
+    p.add_argument("--values", type=int, default=3, help="how many values of each output to print")
+    p.add_argument("--seed", type=int, default=0, help="the initialisation seed of the model without --model")
+    p.add_argument("text", help='e.g. "the [MASK] statement raises an exception ."')
     _add_exercises(sub)
     args = parser.parse_args(argv)
     try:
@@ -101,6 +121,8 @@ def main(argv=None):
             print(f"P(B follows A) = {p:.4f}  ({'is next' if p >= 0.5 else 'not next'})")
         elif args.command == "exercises":
             return _exercises(args)
+        elif args.command == "trace":
+            return _trace(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -177,6 +199,41 @@ def _fill_mask(args):
         print(f"[MASK] at position {position}:")
         for token, p in candidates:
             print(f"  {token:<20s} {p:.4f}")
+    return 0
+
+
+def _trace(args):
+    from .classroom.trace import sentence_batch, trace, untrained_tiny
+    if args.depth is not None and args.depth < 0:
+        raise ValueError(f"--depth must be 0 or more, got {args.depth}")
+    if args.values < 0:
+        raise ValueError(f"--values must be 0 or more, got {args.values}")
+    if args.model is None:
+        model, tok = untrained_tiny(seed=args.seed)
+        where = f"a freshly initialised BERT-Tiny (seed {args.seed}) and a {len(tok.vocab)}-piece vocabulary " \
+                "trained on the bundled corpus"
+    else:
+        from .training.inference import load_pretraining_model
+        model, tok = load_pretraining_model(args.model)
+        missing = [k for k in getattr(model, "missing_keys", []) if k.startswith("cls.predictions")]
+        if missing:
+            raise ValueError(f"--model {args.model!r} has no MLM head (missing {missing[:3]}...): trace needs a "
+                             "pretraining model, e.g. a `minibert pretrain` output")
+        where = args.model
+    model.eval()
+    batch = sentence_batch(tok, args.text, answers=args.answer, text_pair=args.pair, model=model)
+    tokens = batch.pop("tokens")
+    steps = trace(model, tokens=tokens, **batch)
+    labels = batch["labels"][0]
+    answers = ", ".join(f"{tok.convert_ids_to_tokens(int(labels[t]))!r} at {t}" for t in (labels >= 0).nonzero()[0])
+    out = steps.output
+    print(f"model: {model!r}\n       {where}")
+    print(f"tokens ({len(tokens)}): {' '.join(tokens)}")
+    print(f"MLM label{'s' if (labels >= 0).sum() > 1 else ''}: {answers}"
+          + ("" if args.answer else " (the model's own top guess; --answer WORD sets it)") + "; NSP label 0 (is next)")
+    print(f"loss = MLM {float(out.mlm_loss):.4f} + NSP {float(out.nsp_loss):.4f} = {float(out.loss):.4f}; "
+          f"{len(steps.forward)} forward and {len(steps.backward)} backward operations\n")
+    print(steps.table(depth=args.depth, values=args.values))
     return 0
 
 
