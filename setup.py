@@ -21,6 +21,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
+        # `minibert pretrain --engine torch`: the same recipe on PyTorch + transformers, in one process or
+        # many (minibert/training/torch_engine.py is the only module that imports them; docs/scaling.md)
+        "torch": ["torch==2.13.0", "transformers>=4.40"],
         # What only the tests need, on top of install_requires (which has pytest and safetensors): the
         # oracles, xdist for `./run test`, and what runs the notebooks. torch is pinned exactly: on our
         # machines 2.13.0 is a local CPU wheel, any other version pulls a multi-GB CUDA build.
@@ -32,6 +35,7 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5",
             "ipykernel>=6",
+            "nbgrader>=0.9",  # tests/test_course.py: the course round trip through nbgrader's own commands
         ],
     },
     entry_points={"console_scripts": ["minibert=minibert.cli:main"]},

@@ -27,13 +27,40 @@ def _numba_ops():
 
 
 def set_backend(name):
-    """Switch every model to the ``"numpy"`` or ``"numba"`` kernels."""
+    """Switch every model to the ``"numpy"`` or ``"numba"`` kernels, or to your own layer functions.
+
+    ``name`` may be a module (or any object) holding layer functions named as minibert's
+    (``layernorm_backward``, ``linear_forward`` ...): the model then runs on the ones it defines and on
+    the NumPy references for every other, so a student can train BERT on their own backward passes::
+
+        import my_layers                   # defines, say, layernorm_forward and layernorm_backward
+        minibert.set_backend(my_layers)    # the model calls my_layers' pair, the references elsewhere
+        minibert.set_backend("numpy")      # back to the references
+
+    Its name is then ``"custom:<module name>"`` (``get_backend()``)."""
     global _current
+    if not isinstance(name, str):
+        own = {n: getattr(name, n) for n in _OP_NAMES if callable(getattr(name, n, None))}
+        if not own:
+            raise ValueError(f"set_backend: {name!r} defines none of the layer functions ({', '.join(_OP_NAMES)})")
+        table = {n: getattr(_reference, n) for n in _OP_NAMES}
+        table.update(own)
+        _install(table, f"custom:{getattr(name, '__name__', type(name).__name__)}")
+        return
     if name not in ("numpy", "numba"):
-        raise ValueError(f"backend must be 'numpy' or 'numba', got {name!r}")
+        raise ValueError(f"backend must be 'numpy' or 'numba' or a module of layer functions, got {name!r}")
     table = {n: getattr(_reference, n) for n in _OP_NAMES}
     if name == "numba":
         table.update(_numba_ops())
+    _install(table, name)
+
+
+_custom_table = None
+
+
+def _install(table, name):
+    global _current, _custom_table
+    _custom_table = dict(table) if name.startswith("custom:") else None
     if _debug:
         table = {n: _checked(n, fn) for n, fn in table.items()}
     ops.__dict__.clear()
@@ -47,7 +74,10 @@ def set_debug(on=True):
     backward: layernorm_backward``).  Costs a pass over every output; off by default."""
     global _debug
     _debug = bool(on)
-    set_backend(_current)
+    if _custom_table is not None:
+        _install(_custom_table, _current)
+    else:
+        set_backend(_current)
 
 
 def _finite(a):

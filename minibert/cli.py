@@ -9,7 +9,7 @@
     minibert trace [--model OUT] [--answer WORD] "a sentence with a [MASK] ."
                       every operation of one forward and backward pass: names, shapes, statistics
     minibert demo     a one-minute tour: build a tiny BERT, gradient-check it, compare with transformers
-    minibert exercises list | make OUTDIR | check [NAME ...] [--dir OUTDIR]
+    minibert exercises list | make OUTDIR | course DIR | check [NAME ...] [--dir D | --class D]
                       classroom exercises: write the student copies, grade them by gradient checks
 
 The options of ``pretrain`` and ``finetune`` are made from the fields of ``PretrainConfig`` and
@@ -145,6 +145,17 @@ def _add_exercises(sub):
     c.add_argument("--dir", default=None, help="the student's directory (default: the current directory if "
                    "`make` wrote it, else the reference solutions)")
     c.add_argument("--brief", action="store_true", help="only the pass/fail summary")
+    c.add_argument("--class", dest="class_dir", default=None, metavar="DIR",
+                   help="grade a whole class: DIR holds one folder per student; writes one CSV row per student")
+    c.add_argument("--json", default=None, metavar="FILE", help="write the grade (points per array) as JSON")
+    c.add_argument("--csv", default=None, metavar="FILE", help="write the grade as CSV (with --class: one row "
+                   "per student)")
+    c.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exercise (default 120)")
+    co = ex.add_parser("course", help="write an nbgrader course directory: DIR/nbgrader_config.py and "
+                       "DIR/source/<assignment>/<assignment>.ipynb")
+    co.add_argument("outdir")
+    co.add_argument("names", nargs="*", metavar="NAME", help="only these assignments (default: all)")
+    co.add_argument("--force", action="store_true", help="overwrite a course directory that is already there")
 
 
 def _exercises(args):
@@ -152,7 +163,7 @@ def _exercises(args):
     from pathlib import Path
 
     from .classroom.exercises import EXERCISES, MARKER_FILE, make
-    from .classroom.grader import check
+    from .classroom.grader import check, check_class, write_results
     cmd = args.exercises_command
     if cmd == "list":
         for i, (name, e) in enumerate(EXERCISES.items(), 1):
@@ -163,6 +174,21 @@ def _exercises(args):
         print(f"wrote {len(written)} exercise(s) into {args.outdir}: {', '.join(p.name for p in written)}")
         print(f"next: cd {args.outdir} && python {written[0].name} && minibert exercises check --dir .")
         return 0
+    if cmd == "course":
+        from .classroom.course import write_course
+        written = write_course(args.outdir, names=args.names or None, force=args.force)
+        print(f"wrote the nbgrader course {args.outdir}: {len(written)} assignment(s), "
+              f"{', '.join(p.parent.name for p in written)}")
+        print(f"next: cd {args.outdir} && nbgrader generate_assignment --all  (docs/instructors_guide.md)")
+        return 0
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout}")
+    if args.class_dir is not None:
+        if not Path(args.class_dir).is_dir():
+            raise FileNotFoundError(f"exercises check: --class {args.class_dir!r} is not a directory")
+        records = check_class(args.class_dir, args.names or None, csv_path=args.csv, timeout=args.timeout)
+        write_results(records, json_path=args.json)
+        return 0 if all(r["passed"] for r in records) else 1
     directory = args.dir
     if directory is None and Path(MARKER_FILE).is_file():
         directory = "."
@@ -171,8 +197,9 @@ def _exercises(args):
     if directory is None:
         print("grading the reference solutions, minibert's own code (pass --dir DIR to grade a student's "
               "copies)\n")
-    results = check(args.names or None, directory, verbose=not args.brief)
-    return 0 if all(r.passed for r in results) else 1
+    records = check(args.names or None, directory, verbose=not args.brief, timeout=args.timeout)
+    write_results(records, json_path=args.json, csv_path=args.csv)
+    return 0 if all(r["passed"] for r in records) else 1
 
 
 def _finetune(args):
@@ -200,6 +227,7 @@ def _fill_mask(args):
         for token, p in candidates:
             print(f"  {token:<20s} {p:.4f}")
     return 0
+
 
 
 def _trace(args):

@@ -143,10 +143,12 @@ def test_make_refuses_to_overwrite_student_work(student_dir, capsys):
 # ---- grading ---------------------------------------------------------------------------------------
 
 def test_the_reference_solutions_pass_every_check():
-    results = G.check(out=lambda *a: None)
+    results = [G.grade(n) for n in NAMES]
     failed = {r.name: r.summary() for r in results if not r.passed}
     assert not failed, failed
     assert all(r.checked >= 3 for r in results)
+    records = G.check(out=lambda *a: None)
+    assert all(r["points"] == r["max_points"] > 0 for r in records)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "attention_ninja"])
@@ -162,10 +164,10 @@ def test_the_grader_runs_the_layers_own_table_and_the_copy_keeps_its_visible_par
 
 def test_the_student_copy_fails_every_check_and_says_what_is_left(student_dir, capsys):
     results = G.check(directory=student_dir, out=lambda *a: None)
-    assert [r.name for r in results] == NAMES
+    assert [r["exercise"] for r in results] == NAMES
     for r in results:
-        assert not r.passed and r.todo and not r.errors, r.summary()
-        assert "not implemented yet" in r.summary()
+        assert not r["passed"] and r["todo"] and not r["errors"], r["summary"]
+        assert "not implemented yet" in r["summary"] and r["points"] == 0 < r["max_points"]
     assert cli_main(["exercises", "check", "--dir", str(student_dir), "--brief"]) == 1
     out = capsys.readouterr().out
     assert f"0/{len(NAMES)} exercise(s) pass" in out
@@ -224,8 +226,9 @@ def test_planted_bugs_are_caught_and_named(tmp_path, name, good, bad, expected):
     lines = []
     [result] = G.check([name], tmp_path, out=lines.append)
     out = "\n".join(lines)
-    assert not result.passed
-    assert expected <= set(result.wrong_names), (expected, result.wrong_names)
+    assert not result["passed"]
+    assert expected <= set(result["wrong"]), (expected, result["wrong"])
+    assert 0 < result["points"] < result["max_points"]  # partial credit: only the broken arrays lose points
     for array in expected:  # a `name | exact | approx | maxdiff ... WRONG` line for each
         assert re.search(rf"^  {re.escape(array)}\s+\|.*WRONG$", out, re.M), array
     assert f"FAIL  {name}: wrong: " in out
@@ -329,3 +332,69 @@ def test_every_ninja_intermediate_gradient_equals_pytorch_autograd():
             assert np.abs(g[name]).max() < 1e-12 and np.abs(want).max() < 1e-12, name
         else:
             np.testing.assert_allclose(g[name], want, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+# ---- the hardened .py path: subprocess, time limit, own code only, points, JSON/CSV, a class ---------
+
+def test_a_reexport_of_the_library_reference_scores_zero_with_a_clear_message(tmp_path):
+    (tmp_path / "linear.py").write_text("from minibert.layers.linear import *  # the reference itself\n")
+    [rec] = G.check(["linear"], tmp_path, out=lambda *a: None)
+    assert rec["points"] == 0 and not rec["passed"]
+    assert any("minibert's own reference" in e and "scores zero" in e for e in rec["errors"]), rec["errors"]
+
+
+def test_a_function_from_another_file_scores_zero(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "helper.py").write_text(X.source_text("linear"))
+    (tmp_path / "linear.py").write_text("from helper import linear_forward, linear_backward\n")
+    r = G.grade("linear", tmp_path)
+    assert not r.passed and any("not in your file linear.py" in e for e in r.errors), r.errors
+
+
+def test_an_endless_loop_is_stopped_by_the_time_limit(tmp_path):
+    text = X.source_text("linear").replace("    dx = dout @ w  # (..., I)", "    while True:\n        pass")
+    (tmp_path / "linear.py").write_text(text)
+    [rec] = G.check(["linear"], tmp_path, out=lambda *a: None, timeout=5)
+    assert rec["points"] == 0 and "timed out after 5 s" in rec["summary"]
+
+
+def test_monkeypatching_the_grader_does_not_reach_the_caller(tmp_path):
+    """The student's file runs in its own process: patching rel_error there leaves ours untouched."""
+    import minibert.gradcheck as gc
+    before = gc.rel_error
+    text = X.source_text("linear") + "\nimport minibert.gradcheck\nminibert.gradcheck.rel_error = lambda a, b: 0.0\n"
+    (tmp_path / "linear.py").write_text(text)
+    G.check(["linear"], tmp_path, out=lambda *a: None)
+    assert gc.rel_error is before
+
+
+def test_check_writes_points_per_array_as_json_and_csv(tmp_path, capsys):
+    import csv
+    text = X.source_text("layernorm").replace("    db = dout.reshape(-1, C).sum(axis=0)",
+                                              "    db = dout.reshape(-1, C).mean(axis=0)")
+    (tmp_path / "layernorm.py").write_text(text)
+    code = cli_main(["exercises", "check", "layernorm", "--dir", str(tmp_path), "--json", str(tmp_path / "g.json"),
+                     "--csv", str(tmp_path / "g.csv")])
+    assert code == 1
+    [rec] = json.loads((tmp_path / "g.json").read_text())
+    assert {i["item"]: i["points"] for i in rec["items"]} == {"out": 1, "dx": 1, "dw": 1, "db": 0}
+    rows = list(csv.DictReader(open(tmp_path / "g.csv")))
+    assert [(r["item"], r["points"]) for r in rows] == [("out", "1"), ("dx", "1"), ("dw", "1"), ("db", "0")]
+    assert "[0/1] db: WRONG" in capsys.readouterr().out
+
+
+def test_check_class_grades_one_folder_per_student_into_one_csv(tmp_path):
+    import csv
+    for student, bug in [("ada", False), ("bob", True)]:
+        d = tmp_path / "class" / student
+        d.mkdir(parents=True)
+        text = X.source_text("linear")
+        if bug:
+            text = text.replace("    db = dout2.sum(axis=0)", "    db = dout2.mean(axis=0)")
+        (d / "linear.py").write_text(text)
+    code = cli_main(["exercises", "check", "linear", "--class", str(tmp_path / "class"),
+                     "--csv", str(tmp_path / "class.csv")])
+    assert code == 1  # not everyone passed
+    rows = {r["student"]: r for r in csv.DictReader(open(tmp_path / "class.csv"))}
+    assert rows["ada"]["linear"] == rows["ada"]["total"] == rows["ada"]["max_points"] == "4"
+    assert rows["bob"]["linear"] == "3" and rows["bob"]["max_points"] == "4"

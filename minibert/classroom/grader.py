@@ -18,8 +18,11 @@ step.  An exercise passes when every array is within ``rel_error < 1e-7`` of bot
 exactly 0 for every input, such as attention's key bias, within ``1e-10`` of 0).
 """
 import copy
+import csv
+import functools
 import importlib
 import importlib.util
+import json
 import math
 import os
 import traceback
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..gradcheck import GRAD_TOL, ZERO_TOL, numerical_gradient, rel_error, report_line
-from .exercises import EXERCISES, exercise_names, source_path
+from .exercises import EXERCISES, exercise_names, parse_regions, source_path
 
 FORWARD_TOL = 1e-10  # a float64 forward agrees to ~1e-15; a different (correct) formula to ~1e-13
 
@@ -46,6 +49,8 @@ class Result:
     todo: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     checked: int = 0
+    checks: list = field(default_factory=list)  # [label, case, ok, function] of every array compared
+    foreign: list = field(default_factory=list)  # functions not defined in the student's own code
 
     @property
     def passed(self):
@@ -80,9 +85,10 @@ class Result:
 class _Grader:
     """Helpers shared by the exercise graders; one instance per exercise."""
 
-    def __init__(self, result, module, seed):
+    def __init__(self, result, module, seed, own_code_only=True):
         self.r = result
         self.m = module
+        self.own_code_only = own_code_only  # False only when grading the library's own module
         self.rng = np.random.default_rng(seed)
         self.case = ""
 
@@ -92,12 +98,21 @@ class _Grader:
         if not callable(fn):
             self.r.errors.append(f"{fname} is missing from {Path(getattr(self.m, '__file__', '?')).name}")
             self.r.say(f"  {fname}: missing (keep the function names of the exercise)")
+            return None
+        problem = self.own_code_only and foreign_function(fn, fname, getattr(self.m, "__file__", None))
+        if problem:
+            if fname not in self.r.foreign:
+                self.r.foreign.append(fname)
+                self.r.errors.append(problem)
+                self.r.say("  " + problem)
+            return None
         return fn
 
     def call(self, label, fn, *args, **kwargs):
         """(True, value) or (False, None) after recording a TODO or an error under ``label``."""
         if fn is None:
             return False, None
+        self.producer = label  # the function whose results the next comparisons check
         try:
             return True, fn(*copy.deepcopy(args), **kwargs)  # copies: a student may write into inputs
         except NotImplementedError as e:
@@ -116,6 +131,7 @@ class _Grader:
         differences ``numerical``.  ``zero``: the true value is exactly 0 for every input (attention's
         key bias), so ``got`` must be below ``ZERO_TOL`` (a relative error would compare two noises)."""
         self.r.checked += 1
+        self.r.checks.append([label, self.case, False, getattr(self, "producer", "")])
         try:
             got_arr = np.asarray(got, dtype=np.float64)
         except (TypeError, ValueError):
@@ -142,6 +158,7 @@ class _Grader:
         else:
             line += f" (expect < {tol:.0e})"
         self.r.say("  " + line + ("  ok" if ok else "  WRONG"))
+        self.r.checks[-1][2] = bool(ok)
         if not ok:
             self.r.wrong.append((label, self.case, err))
         return ok
@@ -307,8 +324,29 @@ EXTRA_CHECKS = {
     "attention_ninja": _grade_attention_ninja,
 }
 
-
 # ---- grading -------------------------------------------------------------------------------------
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # minibert/
+
+
+def foreign_function(fn, fname, student_file=None):
+    """Why ``fn`` is not the student's own code (a message: it scores zero), or "" if it is.
+
+    A function whose code lives in the minibert package is the library's reference re-exported
+    (``from minibert.layers.linear import *``); a function defined in another file than the student's
+    (when ``student_file`` is known) is not the student's work either.  Notebook cells have no file of
+    their own, so there only the first rule applies."""
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a builtin, a functools.partial, a C function: not something a student wrote
+        return f"{fname} is not a function written in your file ({type(fn).__name__}): it scores zero"
+    where = Path(code.co_filename).resolve() if not code.co_filename.startswith("<") else None
+    if where is not None and _PACKAGE_DIR in where.parents:
+        return (f"{fname} is minibert's own reference ({where.relative_to(_PACKAGE_DIR.parent)}), imported into "
+                "your code, not your implementation: it scores zero. Write the function yourself.")
+    if student_file and where is not None and where != Path(student_file).resolve():
+        return f"{fname} is defined in {where}, not in your file {Path(student_file).name}: it scores zero"
+    return ""
+
 
 def load_module(path, name):
     """Import a student's file under a private module name (a fresh import every time)."""
@@ -318,23 +356,13 @@ def load_module(path, name):
     return module
 
 
-def grade(name, directory=None, seed=0):
-    """Grade one exercise; ``directory`` holds the student's ``NAME.py`` (None: the library's own module)."""
+def grade_module(name, module, seed=0, own_code_only=True):
+    """Grade exercise ``name`` on the functions of ``module`` (any object with them as attributes: a
+    module, a notebook's namespace); returns a ``Result``."""
     exercise_names([name])
     result = Result(name)
-    path = source_path(name) if directory is None else Path(directory) / f"{name}.py"
-    if not path.is_file():
-        result.errors.append(f"{path} not found (write the student copies with `minibert exercises make DIR`)")
-        return result
     reference = importlib.import_module(EXERCISES[name].module)
-    try:
-        module = reference if directory is None else load_module(path, name)
-    except Exception as e:  # noqa: BLE001 -- a syntax error in a student's file is a grade
-        detail = f"{type(e).__name__}: {e}"
-        result.errors.append(f"cannot import {path.name}: {detail}")
-        result.say(f"  cannot import {path}: {detail}")
-        return result
-    g = _Grader(result, module, seed)
+    g = _Grader(result, module, seed, own_code_only=own_code_only)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if hasattr(reference, "gradcheck_cases"):  # the library's table, hidden cases included
             for case in reference.gradcheck_cases(g.rng):
@@ -344,23 +372,199 @@ def grade(name, directory=None, seed=0):
     return result
 
 
-def check(names=None, directory=None, out=print, verbose=True):
-    """Grade ``names`` (default: all) and print the report; returns the list of ``Result``."""
+def grade(name, directory=None, seed=0):
+    """Grade one exercise in this process; ``directory`` holds the student's ``NAME.py`` (None: the
+    library's own module).  ``check`` runs this in a subprocess with a time limit."""
+    exercise_names([name])
+    path = source_path(name) if directory is None else Path(directory) / f"{name}.py"
+    if not path.is_file():
+        result = Result(name)
+        result.errors.append(f"{path} not found (write the student copies with `minibert exercises make DIR`)")
+        return result
+    if directory is None:
+        return grade_module(name, importlib.import_module(EXERCISES[name].module), seed, own_code_only=False)
+    try:
+        module = load_module(path, name)
+    except Exception as e:  # noqa: BLE001 -- a syntax error in a student's file is a grade
+        result = Result(name)
+        detail = f"{type(e).__name__}: {e}"
+        result.errors.append(f"cannot import {path.name}: {detail}")
+        result.say(f"  cannot import {path}: {detail}")
+        return result
+    return grade_module(name, module, seed)
+
+
+# ---- points: one per graded item (an array of a layer, a step of the ninja) ------------------------
+
+def item_of(name, label, case):
+    """The graded item a compared array belongs to: the array's name (``dk``: every case's ``dk``
+    together) for a layer, the step (``step11_scores``) for the backprop ninja."""
+    return case.split(":")[0].split()[0] if name == "attention_ninja" else label
+
+
+@functools.lru_cache(maxsize=None)
+def items(name):
+    """{item: the (label, case) pairs the reference answers are compared on}, in order: what a student
+    must get right for that item's point.  Computed by grading the library's own code."""
+    result = grade(name)
+    if not result.passed:  # the references must pass, or every point would be meaningless
+        raise RuntimeError(f"the reference solutions of {name!r} fail their own checks: {result.summary()}")
+    text = source_path(name).read_text(encoding="utf-8")
+    written = {r.function for r in parse_regions(text) if r.kind == "solution"}
+    table = {}
+    for label, case, _, function in result.checks:
+        if function.endswith("_forward") and function not in written:
+            continue  # the output of a forward the exercise gives (attention's): not the student's work
+        table.setdefault(item_of(name, label, case), []).append((label, case))
+    return {k: tuple(v) for k, v in table.items()}
+
+
+def points(name):
+    """{item: points}: one point per item (per array, per ninja step), so a wrong ``dk`` costs ``dk``'s
+    point and nothing else."""
+    return {item: 1 for item in items(name)}
+
+
+def item_scores(result):
+    """[(item, earned, possible, message)] for a ``Result``: an item earns its points when every
+    comparison the reference makes for it was made on the student's code and was right."""
+    got = {(label, case): ok for label, case, ok, _ in result.checks}
+    reasons = [f"not implemented yet: {', '.join(dict.fromkeys(result.todo))}"] if result.todo else []
+    why_not = "; ".join(reasons + result.errors[:3])
+    rows = []
+    for item, pairs in items(result.name).items():
+        possible = points(result.name)[item]
+        missing = [p for p in pairs if p not in got]
+        bad = [p for p in pairs if got.get(p) is False]
+        if not missing and not bad:
+            rows.append((item, possible, possible, f"{item}: right in all {len(pairs)} check(s)"))
+            continue
+        if bad:
+            cases = "; ".join(dict.fromkeys(c for _, c in bad))
+            labels = ", ".join(dict.fromkeys(l for l, _ in bad))
+            msg = f"{item}: WRONG ({labels} off in: {cases})"
+        else:
+            msg = f"{item}: not checked ({why_not or 'the function producing it did not run'})"
+        rows.append((item, 0, possible, msg))
+    return rows
+
+
+def result_record(result, student=""):
+    """A JSON-able record of one exercise's grade."""
+    scores = item_scores(result)
+    return {"student": student, "exercise": result.name, "passed": result.passed,
+            "points": sum(s[1] for s in scores), "max_points": sum(s[2] for s in scores),
+            "items": [{"item": i, "points": e, "max_points": p, "message": m} for i, e, p, m in scores],
+            "summary": result.summary(), "wrong": result.wrong_names, "lines": result.lines, "errors": result.errors, "todo": result.todo}
+
+
+# ---- check: every exercise in a subprocess with a time limit ---------------------------------------
+
+TIME_LIMIT = 120.0  # seconds per exercise; the slowest (attention) grades in a few seconds
+
+
+def grade_in_subprocess(name, directory, timeout=TIME_LIMIT):
+    """``grade(name, directory)`` in a fresh Python process, killed after ``timeout`` seconds; returns
+    the record of ``result_record``.  The student's code never runs in the caller's process."""
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "minibert.classroom.grader", name, str(Path(directory).resolve()), str(out)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return _failed_record(name, f"timed out after {timeout:g} s (an infinite loop? the time limit is "
+                                        f"--timeout)")
+        if not out.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return _failed_record(name, f"the grading process died (exit code {proc.returncode}): "
+                                        + " | ".join(tail))
+        return json.loads(out.read_text())
+
+
+def _failed_record(name, message):
+    result = Result(name)
+    result.errors.append(message)
+    result.say("  " + message)
+    return result_record(result)
+
+
+def check(names=None, directory=None, out=print, verbose=True, timeout=TIME_LIMIT, student=""):
+    """Grade ``names`` (default: all) and print the report; returns one record per exercise
+    (``result_record``).  A student's directory is graded one exercise per subprocess, each killed
+    after ``timeout`` seconds; the reference (``directory`` None) in this process."""
     names = exercise_names(names)
-    results = []
+    records = []
     for name in names:
         where = source_path(name) if directory is None else Path(directory) / f"{name}.py"
-        r = grade(name, directory)
+        rec = result_record(grade(name)) if directory is None else grade_in_subprocess(name, directory, timeout)
+        rec["student"] = student
         if verbose:
             out(f"== {name}: {EXERCISES[name].title} ({where})")
-            for line in r.lines:
+            for line in rec["lines"]:
                 out(line)
-            out(r.summary())
+            for it in rec["items"]:
+                out(f"  [{it['points']}/{it['max_points']}] {it['message']}")
+            out(f"{rec['summary']}  ({rec['points']}/{rec['max_points']} points)")
             out("")
-        results.append(r)
-    passed = sum(r.passed for r in results)
-    out(f"{passed}/{len(results)} exercise(s) pass" + ("" if passed == len(results) else ":"))
-    for r in results:
-        if not r.passed or not verbose:
-            out("  " + r.summary())
-    return results
+        records.append(rec)
+    passed = sum(r["passed"] for r in records)
+    total, possible = sum(r["points"] for r in records), sum(r["max_points"] for r in records)
+    out(f"{passed}/{len(records)} exercise(s) pass, {total}/{possible} points" +
+        ("" if passed == len(records) else ":"))
+    for r in records:
+        if not r["passed"] or not verbose:
+            out(f"  {r['summary']}  ({r['points']}/{r['max_points']})")
+    return records
+
+
+def write_results(records, json_path=None, csv_path=None):
+    """The records of ``check`` as JSON (everything) and/or CSV (one row per student, exercise and item)."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    if csv_path:
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["student", "exercise", "item", "points", "max_points", "message"])
+            for r in records:
+                for it in r["items"]:
+                    w.writerow([r["student"], r["exercise"], it["item"], it["points"], it["max_points"],
+                                it["message"]])
+                if not r["items"]:
+                    w.writerow([r["student"], r["exercise"], "", 0, 0, r["summary"]])
+
+
+def check_class(class_dir, names=None, csv_path=None, out=print, timeout=TIME_LIMIT):
+    """Grade every student of ``class_dir`` (one sub-folder per student, named after them) on ``names``;
+    returns all records, and writes one CSV row per student: exercise totals and the total."""
+    class_dir = Path(class_dir)
+    students = sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not students:
+        raise FileNotFoundError(f"exercises check --class: {class_dir} has no student folders (one folder per "
+                                "student, each holding that student's NAME.py files)")
+    names = exercise_names(names)
+    records = []
+    for s in students:
+        recs = check(names, s, out=lambda *_: None, verbose=False, timeout=timeout, student=s.name)
+        got, possible = sum(r["points"] for r in recs), sum(r["max_points"] for r in recs)
+        out(f"{s.name:20s} {got}/{possible} points" + "".join(f"  {r['exercise']} {r['points']}/{r['max_points']}"
+                                                         for r in recs))
+        records.extend(recs)
+    if csv_path:
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["student"] + names + ["total", "max_points"])
+            for s in students:
+                recs = {r["exercise"]: r for r in records if r["student"] == s.name}
+                w.writerow([s.name] + [recs[n]["points"] for n in names] +
+                           [sum(recs[n]["points"] for n in names), sum(recs[n]["max_points"] for n in names)])
+    return records
+
+
+if __name__ == "__main__":  # the subprocess of grade_in_subprocess: NAME DIRECTORY OUT.json
+    import sys
+    _name, _dir, _out = sys.argv[1:4]
+    _rec = result_record(grade(_name, _dir))
+    Path(_out).write_text(json.dumps(_rec), encoding="utf-8")

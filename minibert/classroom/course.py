@@ -1,0 +1,229 @@
+"""The nbgrader course: ``minibert exercises course DIR``.
+
+Writes a complete nbgrader course directory, generated from the library's own sources::
+
+    DIR/nbgrader_config.py
+    DIR/source/<assignment>/<assignment>.ipynb      one assignment per exercise, in the suggested order
+
+Each notebook reads as a lesson, top to bottom:
+
+* a Markdown cell with the assignment, its points and how it is graded (read-only);
+* the derivation, ``docs/backward/<page>.md``, as Markdown (read-only), with any code block that
+  quotes an answer left out;
+* the exercise's source file, one cell per top-level function: a function with a ``### BEGIN
+  SOLUTION`` region is an nbgrader *solution* cell holding exactly the library's code between the
+  markers (nbgrader's ``generate_assignment`` replaces it by ``raise NotImplementedError()``), every
+  other function is read-only given code;
+* the visible check: the file's table of gradient checks and its ``test_NAME()`` without the hidden
+  cases, printing each array's relative error next to the range it should fall in (read-only);
+* the hidden tests: one *autograded test* cell per graded item (per array of a layer, per step of the
+  backprop ninja), each worth its points, so that a wrong ``dk`` costs ``dk``'s point and nothing
+  else.  Each calls ``grade_item`` below, which grades the notebook's functions on the library's
+  table, hidden cases included (the very table ``minibert exercises check`` and the tests use), and
+  fails with a message naming the wrong array.
+
+So the course cannot drift from the library: the answers are the library's code, and the tests are
+the library's tables.  The round trip through nbgrader itself (generate, autograde the answers, the
+untouched release and planted bugs, export) is ``tests/test_course.py``.
+"""
+import ast
+import json
+import re
+import types
+from pathlib import Path
+
+from .exercises import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, EXERCISES, exercise_names,
+                        parse_regions, source_path, source_text)
+from .grader import grade_module, item_scores, items, points
+
+DOCS_DIR = Path(__file__).resolve().parent.parent.parent / "docs"
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+NBGRADER_CONFIG = '''\
+# nbgrader configuration of the minibert course, written by `minibert exercises course`.
+c = get_config()  # noqa: F821 -- provided by nbgrader
+c.CourseDirectory.course_id = "minibert"
+# The hidden tests run the library's gradient checks (finite differences over every entry): allow time.
+c.Execute.timeout = 600
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
+'''
+
+
+# ---- what a notebook is made of ------------------------------------------------------------------
+
+def _meta(kind, grade_id, points=0):
+    """nbgrader's cell metadata (schema 3) for a cell of ``kind``: "solution", "test" (autograded,
+    with points) or "given" (read-only)."""
+    m = {"grade": kind == "test", "grade_id": grade_id, "locked": kind != "solution",
+         "schema_version": 3, "solution": kind == "solution", "task": False}
+    if kind == "test":
+        m["points"] = points
+    return {"nbgrader": m}
+
+
+def _drop_hidden(text):
+    """``text`` without its hidden-tests regions (they live in the autograded cells instead)."""
+    lines, out, hidden = text.split("\n"), [], False
+    for line in lines:
+        if line.strip() == BEGIN_HIDDEN:
+            hidden = True
+        elif line.strip() == END_HIDDEN:
+            hidden = False
+        elif not hidden:
+            out.append(line)
+    return "\n".join(out)
+
+
+def solution_lines(text):
+    """The code lines (stripped, comments and blanks left out) between solution markers of ``text``."""
+    lines = text.splitlines()
+    found = []
+    for r in parse_regions(text):
+        if r.kind == "solution":
+            found += [l.strip() for l in lines[r.begin + 1:r.end] if l.strip() and not l.strip().startswith("#")]
+    return found
+
+
+def _chunks(text):
+    """The top-level pieces of a source file: (first line of each def/class with the comments right
+    above it) -> text.  The first piece is the module docstring and imports."""
+    lines = text.split("\n")
+    starts = []
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.If)):
+            i = (node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno) - 1
+            while i > 0 and lines[i - 1].startswith("#"):
+                i -= 1
+            starts.append((i, node))
+    pieces = [("header", None, "\n".join(lines[:starts[0][0]]))] if starts else [("header", None, text)]
+    for n, (i, node) in enumerate(starts):
+        end = starts[n + 1][0] if n + 1 < len(starts) else len(lines)
+        name = node.name if hasattr(node, "name") else "main"
+        pieces.append((name, node, "\n".join(lines[i:end])))
+    return [(name, node, piece.strip("\n")) for name, node, piece in pieces if piece.strip()]
+
+
+def _derivation(name, answers):
+    """The exercise's derivation page as Markdown, each fenced code block that quotes an answer line
+    replaced by a note (the release must not hold a single line of the solution)."""
+    path = DOCS_DIR / EXERCISES[name].docs
+    if not path.is_file():
+        return f"(The derivation is `docs/{EXERCISES[name].docs}` in minibert's repository.)"
+    text = path.read_text(encoding="utf-8")
+    answers = set(answers)
+
+    def block(m):
+        body = m.group(0)
+        if any(l.strip() in answers for l in body.splitlines()):
+            return "*(code block left out: it is the code you write below)*"
+        return body
+    text = re.sub(r"^```.*?^```[ \t]*$", block, text, flags=re.S | re.M)
+    return text
+
+
+def notebook(name, number=0):
+    """The nbgrader source notebook of exercise ``name`` (an ``nbformat`` NotebookNode)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    ex = EXERCISES[name]
+    text = source_text(name)
+    answers = solution_lines(text)
+    pts = points(name)
+    cells = []
+
+    def md(source, gid):
+        c = new_markdown_cell(source)
+        c.metadata.update(_meta("given", gid))
+        cells.append(c)
+
+    def code(source, kind, gid, p=0):
+        c = new_code_cell(source)
+        c.metadata.update(_meta(kind, gid, p))
+        cells.append(c)
+
+    table = "\n".join(f"| `{item}` | {p} |" for item, p in pts.items())
+    md(f"# Assignment {number}: {ex.title}\n\n"
+       f"Exercise `{name}` of minibert, the very code of `{ex.module.replace('.', '/')}.py`.\n\n"
+       "**What to do.** Read the derivation below, then fill in every cell that says `# YOUR CODE HERE` "
+       "(the `# TODO` above it says what to compute, the `hint:` lines how). Keep the functions' names, "
+       "arguments and caches: the grader calls them. Run the *visible check* cell: it prints every "
+       "array's relative error next to the range it must fall in (a correct float64 gradient is below "
+       "1e-7, typically 1e-10; a wrong one is around 1e-2 or worse).\n\n"
+       "**How it is graded.** The hidden tests at the bottom run more cases than the visible check (the "
+       "library's own table, hidden cases included) and compare every array with the reference and with "
+       "finite differences. Each array is worth its own points, so one wrong gradient costs only its "
+       f"points. Write your own code: a function imported from minibert scores zero.\n\n"
+       f"| graded item | points |\n|---|---|\n{table}\n| **total** | **{sum(pts.values())}** |\n",
+       f"{name}_intro")
+    md(_derivation(name, answers), f"{name}_derivation")
+    test_fn = f"test_{name}"
+    for piece_name, node, piece in _chunks(text):
+        if piece_name == "main" or piece.startswith("if __name__"):
+            continue
+        piece = _drop_hidden(piece)
+        if piece_name == test_fn:
+            md("## The visible check\n\nRun it after each function you write: it prints each array's "
+               "relative error next to the range it should fall in, and fails naming the wrong ones.",
+               f"{name}_check_intro")
+            code(piece + f"\n\n\n{test_fn}()", "given", f"{name}_visible_check")
+            continue
+        has_solution = BEGIN_SOLUTION in piece
+        code(piece, "solution" if has_solution else "given", f"{name}_{piece_name}")
+    md("## Hidden tests\n\nOne cell per graded item; each is worth the points shown in the table at the "
+       "top, and its message names the array when it is wrong.", f"{name}_tests_intro")
+    for item, p in pts.items():
+        gid = f"{name}_test_" + re.sub(r"\W+", "_", item).strip("_")
+        code(f"# graded: {item} ({p} point{'s' if p != 1 else ''}), on every case of the library's table\n"
+             f"{BEGIN_HIDDEN}\n"
+             "from minibert.classroom.course import grade_item\n"
+             f"grade_item({name!r}, {item!r}, globals())\n"
+             f"{END_HIDDEN}", "test", gid, p)
+    nb = new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    nbformat.validate(nb)
+    return nb
+
+
+def write_course(outdir, names=None, force=False):
+    """Write the nbgrader course directory ``outdir`` (see the module docstring); returns the notebooks'
+    paths.  Refuses to overwrite an existing ``source/`` notebook unless ``force``."""
+    import nbformat
+    names = exercise_names(names)
+    outdir = Path(outdir)
+    targets = [outdir / "source" / n / f"{n}.ipynb" for n in names]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise FileExistsError(f"exercises course: {', '.join(existing)} already exist(s); choose another "
+                              "directory or pass --force to overwrite")
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "nbgrader_config.py").write_text(NBGRADER_CONFIG, encoding="utf-8")
+    order = list(EXERCISES)
+    for name, target in zip(names, targets):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook(name, order.index(name) + 1), str(target))
+    return targets
+
+
+# ---- what the hidden tests call ------------------------------------------------------------------
+
+_graded = {}
+
+
+def grade_item(name, item, namespace):
+    """The hidden test of one graded item: grade the notebook's functions (``namespace``, the notebook's
+    ``globals()``) on exercise ``name``'s table, print the item's lines, and raise AssertionError naming
+    the array unless ``item`` is right in every case.  The whole exercise is graded once per notebook
+    (cached on the identity of its functions)."""
+    key = (name, tuple(sorted((k, id(v)) for k, v in namespace.items()
+                              if callable(v) and not k.startswith("_"))))
+    if key not in _graded:
+        _graded.clear()
+        module = types.SimpleNamespace(**{k: v for k, v in namespace.items() if not k.startswith("__")})
+        _graded[key] = grade_module(name, module)
+    result = _graded[key]
+    [(_, earned, possible, message)] = [s for s in item_scores(result) if s[0] == item]
+    labels = {label for label, _ in items(name)[item]}
+    mine = [l for l in result.lines if l.split("|")[0].strip() in labels]
+    print("\n".join(mine[:12]))
+    print(message)
+    if earned < possible:
+        raise AssertionError(message)

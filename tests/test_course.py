@@ -1,0 +1,151 @@
+"""The nbgrader course, through nbgrader itself: ``minibert exercises course DIR``, then nbgrader's own
+commands, as docs/instructors_guide.md gives them.
+
+The course is built and graded once for the module (it is the slow part: one kernel per notebook):
+
+* ``nbgrader generate_assignment`` for every assignment: the release holds no line of any solution;
+* ``nbgrader autograde`` on three students: ``answers`` (the source notebooks, i.e. the library's own
+  code) must get full points, ``untouched`` (the release as handed out) zero on every graded cell, and
+  ``buggy`` (one planted bug per assignment) loses exactly the cells of the arrays the bug breaks;
+* ``nbgrader generate_feedback`` names the wrong array; ``nbgrader export`` writes the grades CSV.
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbgrader")
+
+from minibert.classroom import exercises as X  # noqa: E402
+from minibert.classroom import grader as G  # noqa: E402
+from minibert.classroom.course import solution_lines  # noqa: E402
+
+NAMES = list(X.EXERCISES)
+
+# one planted bug per assignment: (the library's line, the bug, the graded items that must lose points)
+BUGS = {
+    "linear": ("    dw = dout2.T @ x.reshape(-1, I)", "    dw = x.reshape(-1, I).T @ dout2", {"dw"}),
+    "softmax": ("    dx = p * (dp - (dp * p).sum(axis=-1, keepdims=True))",
+                "    dx = p * (dp - (dp * p).sum(axis=-1, keepdims=True)) * (1 - p)", {"dx"}),
+    "layernorm": ("    db = dout.reshape(-1, C).sum(axis=0)", "    db = dout.reshape(-1, C).mean(axis=0)", {"db"}),
+    "gelu": ("    dx = dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)",
+             "    dx = dout * (0.5 * (1.0 + erf(x * _SQRT_HALF)) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x))",
+             {"dx"}),
+    "cross_entropy": ("    dlogits *= (counted[:, None] * (dloss / max(count, 1))).astype(probs.dtype)",
+                      "    dlogits *= (counted[:, None] * (dloss / len(safe))).astype(probs.dtype)", {"dlogits"}),
+    "embedding": ("    np.add.at(dw, ids.reshape(-1), dout.reshape(-1, C))",
+                  "    dw[ids.reshape(-1)] += dout.reshape(-1, C)", {"dw"}),
+    # a wrong step also makes the chained backward (which calls the student's steps) wrong
+    "attention_ninja": ('    dEinv = (dP * c["E"]).sum(axis=-1, keepdims=True)', '    dEinv = dP * c["E"]',
+                        {"step04_normalise", "attention_steps_backward"}),
+    # a missing transpose in dk: dk, and what is computed from it (dwk, dbk, dx)
+    "attention": ("    dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, A, T, D)", "    dk = dscores @ q  # (B, A, T, D)",
+                  {"dk", "dwk", "dbk", "dx"}),
+}
+
+
+def nbgrader(course, *args):
+    """One nbgrader command in the course directory, as an instructor types it; returns its output."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def plant_bug(notebook_path, name):
+    good, bad, _ = BUGS[name]
+    nb = nbformat.read(str(notebook_path), as_version=4)
+    hits = [c for c in nb.cells if good in c.source]
+    assert len(hits) == 1 and hits[0].metadata["nbgrader"]["solution"], f"{name}: the line to break moved"
+    hits[0].source = hits[0].source.replace(good, bad)
+    nbformat.write(nb, str(notebook_path))
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = tmp_path_factory.mktemp("course") / "minibert-course"
+    subprocess.run([sys.executable, "-m", "minibert", "exercises", "course", str(course)], check=True,
+                   capture_output=True)
+    nbgrader(course, "generate_assignment", "--force", "--CourseDirectory.assignment_id=*")
+    for name in NAMES:
+        shutil.copytree(course / "source" / name, course / "submitted" / "answers" / name)
+        shutil.copytree(course / "release" / name, course / "submitted" / "untouched" / name)
+        shutil.copytree(course / "source" / name, course / "submitted" / "buggy" / name)
+        plant_bug(course / "submitted" / "buggy" / name / f"{name}.ipynb", name)
+    nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
+    nbgrader(course, "generate_feedback", "--force", "--CourseDirectory.assignment_id=*",
+             "--CourseDirectory.student_id=buggy")
+    nbgrader(course, "export")
+    return course
+
+
+def cell_scores(course, student, name):
+    """{grade cell id: (score, max_score)} from nbgrader's gradebook."""
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="minibert") as gb:
+        nb = gb.find_submission_notebook(name, name, student)
+        return {g.name: (g.score, g.max_score) for g in nb.grades}
+
+
+def test_every_assignment_is_written_with_nbgrader_metadata(course):
+    assert (course / "nbgrader_config.py").is_file()
+    for name in NAMES:
+        nb = nbformat.read(str(course / "source" / name / f"{name}.ipynb"), as_version=4)
+        meta = [c.metadata["nbgrader"] for c in nb.cells]
+        assert all(m["schema_version"] == 3 for m in meta)
+        tests = [m for m in meta if m["grade"]]
+        assert [m["grade_id"].split("_test_", 1)[1] for m in tests] == \
+            [i.replace(" ", "_") for i in G.items(name)], "one autograded cell per graded item"
+        assert all(m["points"] > 0 and m["locked"] for m in tests)
+        # the solution cells hold exactly the library's code between the markers
+        sol = "\n".join(c.source for c in nb.cells if c.metadata["nbgrader"]["solution"])
+        assert solution_lines(sol) == solution_lines(X.source_text(name))
+
+
+def test_the_release_holds_no_line_of_any_solution(course):
+    for name in NAMES:
+        text = X.source_text(name)
+        given = {l.strip() for l in X.student_version(text).splitlines()}
+        answers = set(solution_lines(text)) - given  # a line the given code also has is not an answer
+        release = nbformat.read(str(course / "release" / name / f"{name}.ipynb"), as_version=4)
+        lines = {l.strip() for c in release.cells for l in c.source.splitlines()}
+        assert not answers & lines, f"{name}: solution lines in the release: {answers & lines}"
+        assert "BEGIN HIDDEN TESTS" not in "".join(c.source for c in release.cells)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_answers_get_full_points(course, name):
+    scores = cell_scores(course, "answers", name)
+    assert scores and all(s == m for s, m in scores.values()), scores
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_untouched_release_gets_zero_on_every_graded_cell(course, name):
+    scores = cell_scores(course, "untouched", name)
+    assert scores and all(s == 0 for s, _ in scores.values()), scores
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_planted_bug_loses_only_the_cells_of_the_arrays_it_breaks_and_feedback_names_them(course, name):
+    scores = cell_scores(course, "buggy", name)
+    lost = {gid.split("_test_", 1)[1] for gid, (s, m) in scores.items() if s < m}
+    assert lost == BUGS[name][2], (lost, scores)
+    feedback = (course / "feedback" / "buggy" / name / f"{name}.html").read_text()
+    for item in BUGS[name][2]:
+        assert f"{item}: WRONG" in feedback, item
+
+
+def test_export_writes_the_grades_csv(course):
+    rows = list(csv.DictReader(open(course / "grades.csv")))
+    by = {(r["student_id"], r["assignment"]): r for r in rows}
+    for name in NAMES:
+        possible = sum(G.points(name).values())
+        assert float(by["answers", name]["score"]) == float(by["answers", name]["max_score"]) == possible
+        assert float(by["untouched", name]["score"]) == 0
+        assert float(by["buggy", name]["score"]) == possible - len(BUGS[name][2])
