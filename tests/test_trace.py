@@ -153,6 +153,24 @@ def test_the_trace_restores_the_backend_and_the_layer_functions():
     assert not hasattr(backend.ops.attention_forward, "__wrapped__") or backend._debug
 
 
+def test_a_custom_backend_of_the_students_functions_is_put_back_after_the_trace():
+    import types
+    from minibert.layers import layernorm
+    mine = types.SimpleNamespace(__name__="my_layers", layernorm_forward=lambda *a: layernorm.layernorm_forward(*a),
+                                 layernorm_backward=layernorm.layernorm_backward)
+    before = backend.get_backend()
+    backend.set_backend(mine)
+    try:
+        cfg = BertConfig(vocab_size=V, hidden_size=12, num_hidden_layers=1, num_attention_heads=3,
+                         intermediate_size=20)
+        model = BertForPreTraining(cfg, seed=0, dtype=np.float64).eval()
+        minibert.trace(model, np.array([[2, 8, 9, 3]]), labels=np.array([[-100, 8, -100, -100]]))
+        assert backend.get_backend() == "custom:my_layers"
+        assert backend.ops.layernorm_forward is mine.layernorm_forward
+    finally:
+        backend.set_backend(before)
+
+
 def test_bad_input_is_named():
     cfg = BertConfig(vocab_size=V, hidden_size=12, num_hidden_layers=1, num_attention_heads=3, intermediate_size=20)
     model = BertForPreTraining(cfg, seed=0)

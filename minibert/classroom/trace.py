@@ -434,7 +434,10 @@ def trace(model, input_ids, token_type_ids=None, attention_mask=None, tokens=Non
         raise ValueError("trace: pass the labels of the model's loss (for BertForPreTraining: labels and/or "
                          "next_sentence_label): the backward half of the trace starts from the loss")
     rec = _Recorder(model)
-    previous = backend.get_backend()
+    # what to put back: the kernel table itself (a custom backend of the student's own functions, the
+    # debug wrappers) and the backend's record of which it is
+    saved_ops = dict(vars(backend.ops))
+    saved_state = {k: getattr(backend, k) for k in ("_current", "_custom_table") if hasattr(backend, k)}
     patched = []  # (namespace, key, original)
     try:
         backend.set_backend("numpy")
@@ -459,7 +462,10 @@ def trace(model, input_ids, token_type_ids=None, attention_mask=None, tokens=Non
     finally:
         for namespace, key, value in reversed(patched):
             namespace[key] = value
-        backend.set_backend(previous)
+        backend.ops.__dict__.clear()
+        backend.ops.__dict__.update(saved_ops)
+        for k, v in saved_state.items():
+            setattr(backend, k, v)
     return Trace(rec.steps, output, model, tokens)
 
 
