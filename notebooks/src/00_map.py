@@ -26,7 +26,11 @@
 #    [`docs/backward/`](../docs/index.md));
 # 2. **implement**: the library's own code, shown with `inspect.getsource`: what you read is what runs;
 # 3. **check**: a gradient check or a parity test, printing the error next to the range it should fall in;
-# 4. **see**: a plot.
+# 4. **see**: a plot;
+# 5. **your turn**: at least one cell where you write a line, predict a value or change a setting,
+#    checked by the cell after it, and a few questions at the end (the instructor's answers are folded
+#    under each: try first). When a lesson shows a layer whose backward is an exercise, `./run lessons`
+#    shows its TODO instead of the answer (`notebooks/README.md` says how and why).
 #
 # | lesson | topic |
 # |---|---|
@@ -107,6 +111,26 @@ for name, p, g in model.named_parameters()[:6]:
 print("...", len(model.named_parameters()), "parameter arrays, transformers' names and layouts")
 
 # %% [markdown]
+# ### Your turn: count the embedding parameters
+#
+# The embeddings hold three tables, word `(V, C)`, position `(max_T, C)` and segment `(2, C)`, and a
+# LayerNorm (a gain and a bias of `C` numbers each). Write how many numbers they hold in this tiny model,
+# as an expression of `cfg`'s fields (`cfg.vocab_size`, `cfg.max_position_embeddings`,
+# `cfg.type_vocab_size`, `cfg.hidden_size`). The next cell counts the model's own arrays.
+
+# %% nbgrader={"grade": false, "grade_id": "00-your-turn-embedding-count", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# n_embeddings = ...
+### BEGIN SOLUTION
+n_embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * cfg.hidden_size \
+    + 2 * cfg.hidden_size
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "00-check-embedding-count", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+actual = sum(p.size for name, p, g in model.named_parameters() if name.startswith("bert.embeddings."))
+print(f"your count {n_embeddings:,}; the model's embedding arrays hold {actual:,} numbers")
+assert n_embeddings == actual, "not the model's count: three tables of C columns each, and LayerNorm's gain and bias"
+
+# %% [markdown]
 # ## Check: the hand-written backward against finite differences
 #
 # `model.backward()` adds the gradient of `out.loss` into `model.grads` (same keys as `model.params`;
@@ -160,6 +184,31 @@ ax.barh(list(counts), [v / 1e6 for v in counts.values()], color="C0")
 ax.set_xlabel("millions of parameters"), ax.set_title("BERT-base, by component")
 ax.invert_yaxis()
 fig.tight_layout()
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** At initialisation the MLM loss is about $\ln V$ and the NSP loss about $\ln 2$. Why? What would you suspect if the first MLM loss were 2 ln V?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "00-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# The weights start at $\mathcal N(0, 0.02^2)$, so every logit is close to 0 and the softmax is close to uniform, $1/V$ for every word; the cross-entropy of a uniform guess is $-\ln(1/V) = \ln V$ (and $\ln 2$ for the two NSP classes). A first loss far from it means the predictions are not near uniform: a wrong initialisation (weights too large), logits summed instead of averaged over positions, or a loss that counts positions it should ignore.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** The gradient check compares with centered differences $(L(\theta+h) - L(\theta-h))/2h$, $h = 10^{-5}$, in float64. Estimate the error of that difference in float64 and in float32, and say why the check must run in float64.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "00-question-2", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Two errors add up. Truncation: the centered difference is exact up to $O(h^2) \approx 10^{-10}$ (relative). Rounding: each loss carries a relative error $\varepsilon$, which the division by $2h$ amplifies to about $\varepsilon |L| / h$: in float64 ($\varepsilon \approx 10^{-16}$) about $10^{-11}$, in float32 ($\varepsilon \approx 6 \cdot 10^{-8}$) about $10^{-2}$. In float32 the reference is itself wrong at the percent level, so it cannot tell a right gradient from one that is a little wrong; in float64 a correct backward agrees to ~1e-10 and a wrong one stands out by many orders of magnitude.
+#
+# </details>
 
 # %% [markdown]
 # Next: [01 · tokenization](01_tokenization.ipynb).

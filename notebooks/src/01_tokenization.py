@@ -64,6 +64,27 @@ for word in ["unaffable", "affable", "unable", "zebra"]:
     print(f"{word:10} -> {wp.tokenize(word)}")
 
 # %% [markdown]
+# ### Your turn: tokenize by hand
+#
+# With the same toy vocabulary (`un`, `una`, `##ffa`, `##ble`, `##able`, `aff`, `##f`), write what the
+# greedy longest match gives for the words `unaff` and `affx`, as lists of pieces. Predict first: the
+# next cell runs the tokenizer.
+
+# %% nbgrader={"grade": false, "grade_id": "01-your-turn-wordpiece", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# my_unaff = [...]
+# my_affx = [...]
+### BEGIN SOLUTION
+my_unaff = ["una", "##f", "##f"]   # "una" is the longest prefix; then no "##ff", so "##f" twice
+my_affx = ["[UNK]"]                # "aff", then nothing covers "x": the whole word is unknown
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "01-check-wordpiece", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+for word, mine in [("unaff", my_unaff), ("affx", my_affx)]:
+    print(f"{word:6} yours {mine}  the tokenizer's {wp.tokenize(word)}")
+assert my_unaff == wp.tokenize("unaff"), "longest prefix first, then the longest ##-piece from where it ended"
+assert my_affx == wp.tokenize("affx"), "what happens to a word when one part has no piece at all?"
+
+# %% [markdown]
 # "unaffable" starts with `una`, the longest prefix in the vocabulary, not `un`: the search takes the
 # longest piece first and never backtracks. "zebra" has no cover at all and becomes a single `[UNK]`
 # (BERT never emits half a word plus `[UNK]`).
@@ -175,6 +196,31 @@ for r in range(grid.shape[0]):
 axes[1].set_yticks(range(4), ["segment, row 0", "segment, row 1", "mask, row 0", "mask, row 1"])
 axes[1].set_xticks([]), axes[1].set_title("token_type_ids (top) and attention_mask (bottom) of the batch")
 fig.tight_layout()
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** A word can be covered halfway and then not at all (`affx`). Why does BERT make the whole word one `[UNK]` rather than `aff` followed by `[UNK]`?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "01-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# google-research/bert's WordPiece treats a word as a unit: if any part of it has no piece, the whole word is `[UNK]`. A half-word plus `[UNK]` would give the model a misleading piece (`aff` says nothing reliable about `affx`) and one unknown symbol that stands for different kinds of tails. Since the vocabulary holds every character seen in training (as `c` and `##c`), this only happens to words with a character never seen.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** Why does a learned vocabulary hold each character twice, as `c` and as `##c`?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "01-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# A piece at the start of a word and the same letters inside a word are different symbols (`##` marks a continuation). To cover every word made of known characters, each character must exist in both forms: `c` to start a word, `##c` to continue one. With both, the greedy match can always fall back to single characters, so no word of seen characters becomes `[UNK]`.
+#
+# </details>
 
 # %% [markdown]
 # Next: [02 · embeddings](02_embeddings.ipynb): these ids, segments and positions become vectors.

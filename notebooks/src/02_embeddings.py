@@ -107,6 +107,34 @@ for name, e in errors.items():
     print(f"d{name:10s} rel_error {e:.1e}  (expect < 1e-7)")
 
 # %% [markdown]
+# ### Your turn: the segment and position gradients by hand
+#
+# `dsum` below is an upstream gradient at the sum $s$ (before LayerNorm), shape `(B, T, C)`. Write the
+# segment table's gradient `dWseg` `(2, C)` and the gradient of the position rows the batch read,
+# `dWpos_used` `(T, C)`, with plain NumPy sums and boolean masks, without calling the library: a row of
+# a table gets the sum of $\bar s$ over every token that read it. The next cell compares with the
+# library's scatter-add.
+
+# %% nbgrader={"grade": false, "grade_id": "02-your-turn-segment-gradient", "locked": false, "schema_version": 3, "solution": true, "task": false}
+dsum = np.random.default_rng(5).standard_normal((B, T, C))   # an upstream gradient at s
+# dWseg = ...        # (2, C)
+# dWpos_used = ...   # (T, C)
+### BEGIN SOLUTION
+dWseg = np.stack([dsum[segs == 0].sum(axis=0), dsum[segs == 1].sum(axis=0)])   # row k: every token of segment k
+dWpos_used = dsum.sum(axis=0)                                                   # row t: position t of every sequence
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "02-check-segment-gradient", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+lib_seg = L.embedding_backward(dsum, (segs, 2))
+lib_pos = L.embedding_backward(dsum.sum(axis=0, keepdims=True), (np.arange(T)[None], maxT))
+from minibert.gradcheck import rel_error
+print(f"dWseg: rel_error {rel_error(dWseg, lib_seg):.1e}; dWpos: rel_error {rel_error(dWpos_used, lib_pos[:T]):.1e}  (expect ~1e-16)")
+assert dWseg.shape == (2, C) and dWpos_used.shape == (T, C), "shapes: (2, C) and (T, C)"
+np.testing.assert_allclose(dWseg, lib_seg, rtol=1e-12, atol=1e-12)
+np.testing.assert_allclose(dWpos_used, lib_pos[:T], rtol=1e-12, atol=1e-12)
+assert not lib_pos[T:].any(), "rows past T were read by no token"
+
+# %% [markdown]
 # And against the model itself: `BertModel.backward` must put exactly this gradient into its three
 # tables. We give a one-layer float64 `BertModel` our parameters and differentiate
 # `sum(last_hidden_state * d)` w.r.t. the embedding tables by finite differences at a few coordinates.
@@ -175,6 +203,31 @@ ax.plot(x, summed.mean(-1), "o:", label="mean before"), ax.plot(x, normed.mean(-
 ax.set_yscale("symlog", linthresh=1e-3)
 ax.set_xticks(x, tokens, rotation=90), ax.set_title("each token's vector: LayerNorm makes mean 0, std 1"), ax.legend(fontsize=8)
 fig.tight_layout()
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** The three tables receive $\bar s$, the gradient of the sum, and not $\bar x$, the gradient of LayerNorm's output. Why? What would using $\bar x$ get wrong?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "02-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# The tables are read into $s = E_{ids} + S_{seg} + P_t$ and LayerNorm comes after: $x = \text{LN}(s)$. By the chain rule the gradient at $s$ is LayerNorm's backward applied to $\bar x$, and the sum passes $\bar s$ unchanged to each of its three terms. Using $\bar x$ skips LayerNorm's Jacobian: it would miss the scaling by $r = 1/\sigma$ and the removal of the row mean and of the component along $\hat x$, so every table's gradient would be wrong (a gradient check shows it at once).
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** What gradient does the `[PAD]` row of the word table receive, and why is that right?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "02-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Exactly zero: the lookup skips the `padding_idx` row, as transformers' `nn.Embedding(padding_idx=0)` does. Padded positions are not text; their vector should not be learned from whatever gradient reaches padding (none reaches it through a loss anyway, but the mask makes it exact), so the `[PAD]` row keeps its initial value.
+#
+# </details>
 
 # %% [markdown]
 # At initialisation (weights ~ N(0, 0.02²)) the summed vectors are tiny; LayerNorm rescales each token

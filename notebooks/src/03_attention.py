@@ -149,7 +149,15 @@ show(L.sdpa_backward)
 # %%
 show(L.attention_backward)
 
-# %%
+# %% [markdown]
+# ### Your turn: the three lines that are easy to get wrong
+#
+# The cell below runs the backward of the table, from step 10 down to step 1. Three lines are yours:
+# $\bar Z$, the softmax's backward (row 6 of the table), and $\bar q$, $\bar k$, the backward of the
+# scores (rows 3–5; mind which of the two needs the transpose). The next cell compares every gradient with
+# the library's, and `minibert exercises` asks for the same lines in the `attention` exercise.
+
+# %% nbgrader={"grade": false, "grade_id": "03-your-turn-attention-backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 dout = np.random.default_rng(2).standard_normal(out.shape)
 lib = dict(zip(["x", "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"], L.attention_backward(dout, cache)))
 lib_dq, lib_dk, lib_dv = L.sdpa_backward(L.split_heads(dout @ wo, A), cache[3])
@@ -160,20 +168,32 @@ dbo = dout.reshape(-1, C).sum(0)
 dctx = L.split_heads(dCtx, A)                            # 9. merge -> its inverse, split
 dP = dctx @ vh.transpose(0, 1, 3, 2)                     # 8. ctx = P v
 dvh = P.transpose(0, 1, 3, 2) @ dctx
+# TODO: dZ, the gradient of the scores before the softmax, from dP and P (shape (B, A, T, T))
+### BEGIN SOLUTION
 dZ = P * (dP - (dP * P).sum(-1, keepdims=True))          # 6. softmax (the mask is a constant)
+### END SOLUTION
 dS = dZ * scale                                          # 4. scale
+# TODO: dqh and dkh (B, A, T, D), from dS and the forward's qh, kh (3. S = q k^T)
+### BEGIN SOLUTION
 dqh = dS @ kh                                            # 3. S = q k^T
 dkh = dS.transpose(0, 1, 3, 2) @ qh                      #    (the transpose that is easy to forget)
+### END SOLUTION
 dQ, dK, dV = (L.merge_heads(a) for a in (dqh, dkh, dvh))  # 2. split -> merge
 dx = dQ @ wq + dK @ wk + dV @ wv                         # 1. three paths into x
 ours = dict(x=dx, wq=dQ.reshape(-1, C).T @ x.reshape(-1, C), bq=dQ.reshape(-1, C).sum(0),
             wk=dK.reshape(-1, C).T @ x.reshape(-1, C), bk=dK.reshape(-1, C).sum(0),
             wv=dV.reshape(-1, C).T @ x.reshape(-1, C), bv=dV.reshape(-1, C).sum(0), wo=dwo, bo=dbo)
+
+# %% nbgrader={"grade": true, "grade_id": "03-check-attention-backward", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 for name, a, b in [("dq (sdpa)", dqh, lib_dq), ("dk (sdpa)", dkh, lib_dk), ("dv (sdpa)", dvh, lib_dv)]:
     print(report_line(name, a, b))
 for name in ours:
     print(report_line("d" + name, ours[name], lib[name]))
 print(f"masked keys: max |dZ| over [PAD] columns = {np.abs(dZ[1][..., mask[1] == 0]).max():.1e} (exactly 0)")
+for name, a, b in [("dq", dqh, lib_dq), ("dk", dkh, lib_dk), ("dv", dvh, lib_dv)]:
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} differs from the library's")
+for name in ours:
+    np.testing.assert_allclose(ours[name], lib[name], rtol=1e-10, atol=1e-12, err_msg=f"d{name} differs from the library's")
 
 # %% [markdown]
 # Bit for bit the same (`exact: True`): we ran the very operations the library runs. Written in another
@@ -215,6 +235,31 @@ im = ax.imshow(dZ[1, 0], cmap="RdBu_r", vmin=-lim, vmax=lim)
 ax.set_xticks(range(T), tokens[1], rotation=90), ax.set_yticks(range(T), tokens[1])
 ax.set_title("gradient of the scores, head 0, sequence 1"), fig.colorbar(im)
 print("row sums:", np.abs(dZ.sum(-1)).max(), "(expect ~1e-16)")
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** Without the $1/\sqrt D$ scale, what would a head with $D = 64$ do at initialisation (query and key entries of variance 1), and what would happen to its gradient?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "03-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# The scores would have a standard deviation of about $\sqrt{64} = 8$, so each softmax row would be close to one-hot. The softmax's backward, $P \odot (\bar P - \text{rowsum}(\bar P \odot P))$, is then close to 0 (a one-hot row's Jacobian vanishes), so almost no gradient reaches $q$ and $k$ and the head barely learns. The scale keeps the scores at unit variance whatever $D$ is.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** The `[PAD]` *columns* (keys) of $P$ are masked. Why do the `[PAD]` *rows* (queries) need no mask?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "03-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# A padded query's output only lands at a padded position. No real token reads it in the next layer (its key is masked there too) and no loss reads a padded position, so its output never reaches the loss and the gradient that flows back into it is exactly 0. Computing those rows wastes a little work and changes nothing.
+#
+# </details>
 
 # %% [markdown]
 # Exercises: `attention_ninja` (this backward through 13 atomic steps, then the fused softmax) and

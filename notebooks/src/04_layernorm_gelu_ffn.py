@@ -146,4 +146,53 @@ fig.tight_layout()
 print(f"std(h) = {h.std():.3f}, mean GELU'(h) = {L.gelu_backward(np.ones_like(h), h).mean():.3f}")
 
 # %% [markdown]
+# ### Your turn: change the initial scale, predict the effect
+#
+# Ten times BERT's initial scale, $W_1 \sim \mathcal N(0, 0.2^2)$, makes the pre-activations ten times
+# wider. Predict, before running anything: the mean of GELU'(h) then (a number), and whether more units
+# have a slope below 0.1 (almost no gradient passes) than at BERT's initialisation. Hint: look at
+# $\text{GELU}'(x) - \tfrac12 = (\Phi(x) - \tfrac12) + x\varphi(x)$ at $-x$.
+
+# %% nbgrader={"grade": false, "grade_id": "04-your-turn-gelu-slope", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# predicted_mean_slope = ...   # a number
+# more_dead_units = ...        # True or False
+### BEGIN SOLUTION
+predicted_mean_slope = 0.5   # GELU'(x) - 1/2 is odd and h is symmetric about 0: the mean stays 1/2 at any scale
+more_dead_units = True       # wider h: many more units far in the negative tail, where GELU' is about 0
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "04-check-gelu-slope", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+h_big, _ = L.linear_forward(tokens, rng.standard_normal((F, C)) * 0.2, np.zeros(F))
+slope, slope_big = (L.gelu_backward(np.ones_like(a), a) for a in (h, h_big))
+print(f"init 0.02: std(h) {h.std():.2f}, mean GELU' {slope.mean():.3f}, slope < 0.1 for {(slope < 0.1).mean():.1%}")
+print(f"init 0.2:  std(h) {h_big.std():.2f}, mean GELU' {slope_big.mean():.3f}, slope < 0.1 for {(slope_big < 0.1).mean():.1%}")
+assert abs(slope_big.mean() - predicted_mean_slope) < 0.02, "compare GELU'(x) and GELU'(-x)"
+assert more_dead_units == bool((slope_big < 0.1).mean() > (slope < 0.1).mean())
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** LayerNorm caches only `mean` and `rstd` and recomputes $\hat x$ in the backward. For BERT-base (B = 32, T = 512, C = 768, 25 LayerNorms in the encoder and embeddings), how much float32 memory does that save, and what does it cost?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "04-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Caching $\hat x$ would keep $B T C = 12.6$M numbers per LayerNorm, 50 MB in float32, about 1.26 GB for 25 of them; `mean` and `rstd` are $2BT = 32{,}768$ numbers (131 kB) each. The price is recomputing $\hat x = (x - \mu) r$ in the backward: one subtraction and one multiplication per element, cheap next to the matrix products (and $x$ is kept anyway, as the input of the layer).
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** A checkpoint trained with the exact GELU is run with the tanh form (`hidden_act="gelu_new"`). What changes? And what does the mixed gradient check above (tanh forward, exact backward) tell you?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "04-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Each activation moves by at most a few 1e-4, so the model still works, but it is no longer the function that was trained: parity with transformers at tight tolerances fails, and the error compounds a little through the layers. The mixed check's relative error is far above 1e-7: a backward that is not the derivative of the forward that ran is a real bug, however close the two forms look.
+#
+# </details>
+
+# %% [markdown]
 # Next: [05 · one encoder layer](05_encoder_layer.ipynb): attention, FFN, residuals and LayerNorm together.

@@ -174,6 +174,56 @@ axes[1].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
+# ### Your turn: read the gradient flow
+#
+# `flows[init][i]` is the pair (norm of the gradient at layer `i`'s output, norm at its input); layer 0
+# is the bottom one, layer 5 the top. Write `ratio_bert` and `ratio_wide`: the norm of the gradient at
+# the bottom layer's input divided by the norm at the top layer's input, at BERT's initialisation (0.02)
+# and at 0.5. Before the next cell: which one do you expect near 1?
+
+# %% nbgrader={"grade": false, "grade_id": "05-your-turn-gradient-ratio", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# ratio_bert = ...
+# ratio_wide = ...
+### BEGIN SOLUTION
+ratio_bert = flows[0.02][0][1] / flows[0.02][5][1]
+ratio_wide = flows[0.5][0][1] / flows[0.5][5][1]
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "05-check-gradient-ratio", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+print(f"bottom / top input gradient: BERT init {ratio_bert:.2f}, init 0.5 {ratio_wide:.1f}")
+assert 0.3 < ratio_bert < 3, "at BERT's init each layer's backward is close to the identity path"
+assert ratio_wide > 100, "at 0.5 the gradient grows on its way down"
+### BEGIN HIDDEN TESTS
+assert np.isclose(ratio_bert, flows[0.02][0][1] / flows[0.02][5][1])
+assert np.isclose(ratio_wide, flows[0.5][0][1] / flows[0.5][5][1])
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** Drop the residual term (`dx += dsum1`) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "05-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Only a comparison with finite differences (or with a reference): the missing term has the shape of the term that stays, so the result has the right shape and plausible values. The check above shows it: the relative error is far above 1e-7. At BERT's initialisation the identity path carries most of the gradient, so the bug removes most of it.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** Why does post-LN BERT need small initial weights and a learning-rate warmup, when pre-LN Transformers train without warmup?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "05-question-2", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# In post-LN every residual sum is followed by a LayerNorm, so the path from the loss to a low layer passes through every LayerNorm's Jacobian; when the sub-layers' outputs are large next to the residual stream the backward is no longer close to the identity, and the gradient grows (or shrinks) layer after layer, as at init 0.5 above. Adam's first updates at full learning rate then move some layers far too much; warmup keeps the first steps small while the weights settle. Pre-LN puts the LayerNorm inside the branch, so an un-normalised identity path runs from the loss to every layer and the gradient reaches them at one size (Xiong et al., 2020).
+#
+# </details>
+
+# %% [markdown]
 # What to read in the plot: with BERT's initialisation the sub-layers' outputs are small next to the
 # residual stream, each layer's backward is close to the identity path, and the gradient reaches
 # every layer at the same size (ratio ≈ 1). With wider initial weights the sub-layers dominate the

@@ -111,6 +111,31 @@ print(f"{P} predicted positions out of {int(batch['attention_mask'].sum())} real
 print(f"1. initial MLM loss {out.mlm_loss:.4f} vs ln V = {np.log(V):.4f};  NSP loss {out.nsp_loss:.4f} vs ln 2 = {np.log(2):.4f}  (expect within ~0.1)")
 
 # %% [markdown]
+# ### Your turn: what the gather saves
+#
+# Called without `labels`, the model runs the MLM head on every position. Write the shape of
+# `prediction_logits` then (a tuple, from `batch["input_ids"].shape` and `V`), and how many times more
+# rows the decoder's $P \times C \times V$ product would have than with labels (`P` above).
+
+# %% nbgrader={"grade": false, "grade_id": "06-your-turn-logits-shape", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# shape_without_labels = ...
+# times_more = ...
+### BEGIN SOLUTION
+shape_without_labels = batch["input_ids"].shape + (V,)   # (B, T, V): a row for every position
+times_more = batch["input_ids"].size / P                  # B*T rows instead of P
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "06-check-logits-shape", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+every = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).prediction_logits
+print(f"without labels: {every.shape} (yours {tuple(shape_without_labels)}); with labels ({P}, {V}): "
+      f"{times_more:.1f} times fewer decoder rows")
+assert tuple(shape_without_labels) == every.shape
+assert times_more > 1
+### BEGIN HIDDEN TESTS
+assert np.isclose(times_more, every.shape[0] * every.shape[1] / P)
+### END HIDDEN TESTS
+
+# %% [markdown]
 # **2. Only labelled positions count.** Without labels the model returns logits at every position;
 # the cross-entropy averaged over the labelled ones must be the MLM loss, and padding must change
 # nothing: replacing the `[PAD]` ids by random tokens leaves the loss and every gradient unchanged
@@ -204,6 +229,31 @@ nonzero = norms > 0
 predicted = batch["labels"] != -100
 print("non-zero exactly at the predicted positions and [CLS]:",
       bool((nonzero == (predicted | (np.arange(norms.shape[1]) == 0))).all()))
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** Suppose the MLM loss averaged the cross-entropies over all $B \cdot T$ positions (zeros at the unlabelled ones) instead of over the $P$ labelled ones. What would change in training?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "06-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# The loss and every gradient would be scaled by $P/(BT)$, about 0.15 times the fraction of real tokens, and the factor would change from batch to batch with $P$ and the padding: a learning rate that depends on the batch, and a first loss no longer near $\ln V$. Adam normalises a constant scale away, but not its variation between batches; and comparing losses across runs with different padding would mislead. (d2l's bug went the other way: weights multiplied a loss already averaged, so padding had no effect.)
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** Which rows of the tied word-embedding matrix get gradient from the decoder, and which from the input lookup?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "06-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# From the decoder, *every* row: at each predicted position the softmax over all $V$ words gives each word a gradient $p_v$ (minus 1 for the label), so the decoder gradient is dense. From the lookup, only the rows of the ids in the batch (never `[PAD]`'s): a sparse scatter-add. The tied gradient is their sum, which the check above compares with an untied model's two gradients.
+#
+# </details>
 
 # %% [markdown]
 # Next: [07 · pretraining a tiny BERT](07_pretraining.ipynb).

@@ -77,6 +77,34 @@ for p, top in before.items():
     print(f"{p:40s} " + ", ".join(f"{t} {q:.3f}" for t, q in top[:4]))
 
 # %% [markdown]
+# ### Your turn: predict the learning rate
+#
+# The training cell below uses BERT's schedule with $S = 400$ updates, $W = 40$ of warmup and a peak of
+# `5e-3`. minibert's version (`linear_warmup_decay`): update $s < W$ uses $\text{peak}\cdot(s+1)/W$, update
+# $s \ge W$ uses $\text{peak}\cdot(S-s)/(S-W+1)$. Write the learning rate of the first update, which
+# update uses the peak, the learning rate of update 40 and of the last update (399).
+
+# %% nbgrader={"grade": false, "grade_id": "07-your-turn-schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# lr_first = ...
+# peak_update = ...
+# lr_at_40 = ...
+# lr_last = ...
+### BEGIN SOLUTION
+lr_first = 5e-3 * 1 / 40                 # the first update already moves
+peak_update = 39                         # (39 + 1) / 40 = 1
+lr_at_40 = 5e-3 * (400 - 40) / 361       # just below the peak: the peak is used once
+lr_last = 5e-3 * (400 - 399) / 361       # not 0: the last update still moves
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "07-check-schedule", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+for s, mine in [(0, lr_first), (40, lr_at_40), (399, lr_last)]:
+    print(f"update {s:3d}: yours {mine:.3e}, the schedule's {linear_warmup_decay(s, 400, 40, 5e-3):.3e}")
+assert np.isclose(lr_first, linear_warmup_decay(0, 400, 40, 5e-3))
+assert linear_warmup_decay(peak_update, 400, 40, 5e-3) == 5e-3
+assert np.isclose(lr_at_40, linear_warmup_decay(40, 400, 40, 5e-3))
+assert np.isclose(lr_last, linear_warmup_decay(399, 400, 40, 5e-3))
+
+# %% [markdown]
 # ## Train
 #
 # AdamW (decoupled weight decay 0.01, none on biases and LayerNorms), gradient clipping at norm 1,
@@ -193,6 +221,31 @@ for layer in range(cfg.num_hidden_layers):
     for head in range(cfg.num_attention_heads):
         plot_attention(out.attentions[layer][0, head], tokens, ax=axes[layer, head], title=f"layer {layer}, head {head}")
 fig.tight_layout()
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** AdamW here applies no weight decay to biases and LayerNorm parameters. Why?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "07-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Weight decay pulls a parameter towards 0. For a LayerNorm gain the natural value is 1 and 0 switches the feature off; for biases and LayerNorm shifts there is no reason to prefer 0, and they are few, so they add little to the model's capacity to overfit. google-research/bert's optimizer excludes `LayerNorm` and `bias` from the decay, and transformers' examples do the same.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** After 400 steps the model fills a colour slot with *a* colour at about 1/4, not with "red" read from "cup" on its right. What must it learn to pick the colour, and why does that come later?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "07-question-2", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# It must route information from one particular token to the right of the mask (the noun) into the masked position, through a head that has learned to attend there, and associate each noun with its colour. "A colour goes here" is readable from frequent local patterns (`the _ cup`) that every sentence repeats; each noun-colour pair is seen far less often, and the attention pattern and the association must be learned together, so it takes many more steps (`--max-steps 3000` learns it).
+#
+# </details>
 
 # %% [markdown]
 # Where to go from here: `minibert pretrain` (the full loop, with checkpoints, resuming and a held-out

@@ -153,6 +153,25 @@ print(f"{len(errors)} parameters checked; worst: {worst} {errors[worst]:.1e} (ex
 print(f"classifier.weight {errors['classifier.weight']:.1e}, classifier.bias {errors['classifier.bias']:.1e}")
 
 # %% [markdown]
+# ### Your turn: predict the first loss
+#
+# A new 3-class head starts as every BERT weight does, $W_c \sim \mathcal N(0, 0.02^2)$ and $b_c = 0$.
+# Predict the loss of a freshly initialised `BertForSequenceClassification(small_config(num_labels=3))`
+# on `ids` with labels `y` (a number); the next cell builds it and compares.
+
+# %% nbgrader={"grade": false, "grade_id": "08-your-turn-initial-loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# predicted_loss = ...
+### BEGIN SOLUTION
+predicted_loss = np.log(3)   # logits near 0: a uniform guess over K = 3 classes
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "08-check-initial-loss", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+fresh = BertForSequenceClassification(small_config(num_labels=3), seed=1, dtype=np.float64)
+actual = float(fresh(ids, segs, mask, labels=y).loss)
+print(f"first loss {actual:.4f}, yours {predicted_loss:.4f}")
+assert abs(actual - predicted_loss) < 0.05, "what does a softmax over K near-zero logits give?"
+
+# %% [markdown]
 # ## The task: which standard-library package does a docstring sentence come from?
 #
 # `minibert.training.finetune` ships a classification task on real text that needs no download: the sentences
@@ -236,6 +255,31 @@ new = ["Return the event loop that runs the coroutine.", "Parse the header of th
        "Compile the extension module with the C compiler.", "Find the element with the given tag in the tree."]
 for sentence, (label, p) in zip(new, ft.classify(model, tok, new, task.label_names)):
     print(f"{label:10s} {p:.2f}  {sentence}")
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** The stdlib task is split by module, not by sentence. What would a random split by sentence measure instead, and why would it score higher?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "08-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Sentences of one module share its names and jargon (class and function names, `lock`, `archive`), so with a split by sentence the test sentences of a module look like its training sentences: a model could score by recognising those tokens, which measures memorisation of modules it has seen, not knowing what a package is about. The split by module keeps every module on one side, so that leak cannot help.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** In span QA, `qa_outputs.bias` has a gradient of exactly zero. Why, and why is that a useful check?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "08-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# The bias adds the same number to every position's start (end) score, and the softmax over the T positions ignores a shift shared by all its inputs: the loss does not depend on the bias, so its gradient is 0. A backward that gives anything else there is wrong, typically a softmax taken over the wrong axis; a zero that must be exact is a sharper test than a tolerance.
+#
+# </details>
 
 # %% [markdown]
 # ## With a real pretraining

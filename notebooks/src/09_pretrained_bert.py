@@ -167,6 +167,31 @@ for a in (0, 2, 4):
     print(f"{pairs[a]!r}: paraphrase {sim[a, a + 1]:.2f}, best unrelated {max(others):.2f}")
 
 # %% [markdown]
+# ### Your turn: change the pooling
+#
+# Represent each of the six sentences by its `[CLS]` vector instead of the mean of its tokens: write
+# `cls_emb` `(6, 384)`, the last hidden state at position 0 of each sentence (tokenize `pairs` with
+# `padding=True, return_tensors="np"` and run `model`). The next cell compares how well each pooling
+# separates the paraphrases.
+
+# %% nbgrader={"grade": false, "grade_id": "09-your-turn-cls-pooling", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# cls_emb = ...
+### BEGIN SOLUTION
+cls_emb = model(**tok(pairs, padding=True, return_tensors="np")).last_hidden_state[:, 0]   # (6, 384)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "09-check-cls-pooling", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert cls_emb.shape == (6, 384), f"one 384-vector per sentence, got {cls_emb.shape}"
+sim_cls = cosine_similarity(cls_emb, cls_emb)
+margin = lambda s: min(s[a, a + 1] - max(s[a, j] for j in range(6) if j not in (a, a + 1)) for a in (0, 2, 4))
+print(f"smallest margin (paraphrase minus best unrelated): mean pooling {margin(sim):.2f}, [CLS] {margin(sim_cls):.2f}")
+print(f"mean cosine of unrelated sentences: mean pooling {sim[0, 2:].mean():.2f}, [CLS] {sim_cls[0, 2:].mean():.2f}")
+### BEGIN HIDDEN TESTS
+np.testing.assert_allclose(cls_emb, model(**tok(pairs, padding=True, return_tensors="np")).last_hidden_state[:, 0],
+                           rtol=1e-5, atol=1e-6)
+### END HIDDEN TESTS
+
+# %% [markdown]
 # ## See: searching the Python documentation by meaning
 #
 # Embed 120 docstring sentences of our pretraining corpus, 20 from each of six modules, once; then
@@ -210,6 +235,37 @@ for ax, (habit, target) in zip(axes, habits.items()):
     l, a = np.unravel_index(score.argmax(), score.shape)
     plot_attention(probs[l, a], tokens, ax=ax, title=f"{habit}: layer {l}, head {a} ({score[l, a]:.2f})")
 fig.tight_layout()
+
+# %% [markdown]
+# ## Questions
+#
+# Write your answer in the cell below each question.
+
+# %% [markdown]
+# **Question 1.** all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling. Compare the two poolings above and explain the difference.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "09-question-1", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Mean pooling separates them far better (this run: smallest margin 0.50 for mean pooling against 0.16
+# for `[CLS]`; unrelated sentences have a mean cosine near 0 with mean pooling, about 0.5 with `[CLS]`).
+# The sentence-transformers training made the *mean* of the token vectors the sentence's embedding: its
+# contrastive loss pulled mean-pooled paraphrases together and pushed other sentences apart. Nothing
+# trained the `[CLS]` vector for that (the model dropped the NSP head that gave `[CLS]` a job), so every
+# `[CLS]` vector shares a large common component and their cosines are all high. Pool the way the model
+# was trained.
+#
+# </details>
+
+# %% [markdown]
+# **Question 2.** `from_pretrained` reports missing and unexpected keys instead of failing. Loading this checkpoint into `BertForSequenceClassification`, which missing keys are expected, and which would mean something went wrong?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "09-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Instructor's answer</summary>
+#
+# Expected: `classifier.weight` and `classifier.bias`, the new head, which starts from BERT's initialisation (a pretraining checkpoint would also bring unexpected `cls.*` head weights, dropped). Wrong: any missing `bert.embeddings.*` or `bert.encoder.*` key: the prefix did not fit, and that part of the encoder would silently stay random.
+#
+# </details>
 
 # %% [markdown]
 # **What we saw.** A real pretrained BERT is just the 103 weight arrays of one safetensors file poured into the
