@@ -245,7 +245,7 @@ fig.tight_layout()
 # 2. `merge_loop` recounts only the words that contain the merged pair. Why is that exact for the
 #    frequency score but not enough for the likelihood score?
 
-# %% [markdown] nbgrader={"grade": false, "grade_id": "01b-answers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "01b-answers", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # *Instructor's answers.* 1. WordPiece tokenizes by greedy longest match against the list, which only
 # needs to know which pieces exist; BPE tokenizes by replaying the merges in their learned order, so the
 # order is part of its model. 2. A merge of (a, b) changes the pair counts only inside the words that

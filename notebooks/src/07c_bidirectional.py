@@ -311,7 +311,7 @@ fig.tight_layout()
 # 3. `is_decoder=True` makes `[CLS]` (position 0) attend only to itself. What does that do to NSP and to
 #    any classifier on the pooled `[CLS]`?
 
-# %% [markdown] nbgrader={"grade": false, "grade_id": "07c-answers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "07c-answers", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # *Instructor's answers.* 1. Both models get the same inputs, labels and steps; only what each position
 # may read differs, so the gap is the information to the right. A real causal LM uses every position as
 # a target (the next token), which is more training signal per sentence than 15% masked; with a
