@@ -27,7 +27,20 @@ setup(
         # What only the tests need, on top of install_requires (which has pytest and safetensors): the
         # oracles, xdist for `./run test`, and what runs the notebooks. torch is pinned exactly: on our
         # machines 2.13.0 is a local CPU wheel, any other version pulls a multi-GB CUDA build.
+        # The book (./run book, book/build.py): MkDocs with Material, mkdocs-jupyter for the lessons,
+        # mkdocstrings for the API reference; Playwright's Python API drives Debian's chromium in its test.
+        "book": [
+            "mkdocs>=1.6,<2",
+            "mkdocs-material>=9.5",
+            "mkdocs-jupyter>=0.25",
+            "mkdocstrings[python]>=0.26",
+            "nbclient>=0.10",
+            "nbformat>=5",
+            "ipykernel>=6",
+            "playwright>=1.40",
+        ],
         "test": [
+            "minibert[book]",  # tests/test_book.py builds the book and opens it in Chromium
             "pytest-xdist>=3",
             "hypothesis>=6",
             "torch==2.13.0",

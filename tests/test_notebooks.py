@@ -9,13 +9,16 @@ The notebooks run in parallel, each in its own process and kernel (``MINIBERT_NO
 processes, default: the number of CPUs, at least 2), longest lessons first; under pytest-xdist each
 worker runs its own. The kernels get ``OPENBLAS_NUM_THREADS=1`` unless it is set: on a busy 2-core
 machine OpenBLAS's spinning threads make small matrix products tens of times slower.
+
+Executing is ``notebooks/run_notebooks.py``'s job, shared with the book (``book/build.py``): a notebook
+that ran without an error is stored in ``.cache/executed/`` under a key of its bytes, every source of
+``minibert/`` and the library versions, and a later run with the same key (the book build, or this test
+again) reuses it instead of executing twice; ``MINIBERT_NOTEBOOK_CACHE=0`` executes regardless. A fresh
+clone (CI) has no cache, so there every lesson really runs.
 """
 import importlib.util
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,46 +32,21 @@ LESSONS = ["00_map", "01_tokenization", "02_embeddings", "03_attention", "04_lay
            "05_encoder_layer", "06_mlm_nsp_heads", "07_pretraining"]
 BUDGET = 120  # seconds per notebook, top to bottom
 
-_RUNNER = r"""
-import json, sys, time
-import nbformat
-from nbclient import NotebookClient
-path, budget, cwd = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-nb = nbformat.read(path, as_version=4)
-client = NotebookClient(nb, timeout=budget, kernel_name="python3", resources={"metadata": {"path": cwd}})
-start = time.perf_counter()
-error = None
-try:
-    client.execute()
-except Exception as e:  # CellExecutionError holds the failing cell and its traceback
-    error = f"{type(e).__name__}: {e}"
-print("\n@@RESULT@@" + json.dumps({"seconds": time.perf_counter() - start, "error": error}))
-"""
+
+def _shared_runner():
+    spec = importlib.util.spec_from_file_location("run_notebooks", NB_DIR / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _kernel_env():
-    env = dict(os.environ)
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, "1")
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences ipykernel's debugger warning
-    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    return env
+RUNNER = _shared_runner()  # notebooks/run_notebooks.py: executes, and keeps the executed copy for the book
 
 
 def execute(path):
-    """Run one notebook in a fresh process and kernel; returns {"seconds", "error"}."""
-    proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(path), str(BUDGET), str(NB_DIR)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=NB_DIR,
-                            env=_kernel_env(), start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=BUDGET + 60)  # + kernel start-up and shut-down
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the runner and the kernel it started
-        proc.communicate()
-        return {"seconds": float(BUDGET + 60), "error": f"killed after {BUDGET + 60} s"}
-    if "@@RESULT@@" not in out:
-        return {"seconds": 0.0, "error": f"the runner failed (exit {proc.returncode}):\n{err[-3000:]}"}
-    return json.loads(out.rsplit("@@RESULT@@", 1)[1])
+    """Run one notebook in a fresh process and kernel (or reuse the executed copy that a run of the same
+    notebook with the same minibert sources and libraries stored); returns {"seconds", "error", "cached"}."""
+    return RUNNER.run(path, budget=BUDGET)
 
 
 class _Runs:
@@ -107,7 +85,7 @@ def test_notebook_runs_top_to_bottom_in_a_clean_kernel_in_under_2_minutes(runs, 
     r = runs[notebook]
     assert r["error"] is None, f"{notebook.name} failed after {r['seconds']:.0f} s:\n{r['error'][-6000:]}"
     assert r["seconds"] < BUDGET, f"{notebook.name} took {r['seconds']:.0f} s, over the {BUDGET} s budget"
-    print(f"{notebook.name}: {r['seconds']:.1f} s")
+    print(f"{notebook.name}: {r['seconds']:.1f} s" + (" (the stored run of these exact sources)" if r["cached"] else ""))
 
 
 def test_the_lessons_are_all_there():
