@@ -298,7 +298,7 @@ fig.tight_layout()
 #    after 10,000 steps if its gradient were zero?
 # 3. Why are LayerNorm gains not decayed?
 
-# %% [markdown] nbgrader={"grade": false, "grade_id": "07b-answers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "07b-answers", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # *Instructor's answers.* 1. Adam's step is about $\eta$ per weight whatever the gradient, and in the
 # first steps $\hat v$ is estimated from one or two gradients, so the direction is noisy while every
 # weight still moves by the full rate; warmup keeps those early, badly-estimated steps small (and
