@@ -14,7 +14,11 @@ import numpy as np
 
 from . import layers as _reference
 
-_OP_NAMES = [n for n in dir(_reference) if n.endswith(("_forward", "_backward", "_update"))]
+# compositions of kernels, not kernels: the "numpy" and "numba" tables leave them out, and the model
+# then runs minibert.layers' own (whose inner kernels come from this table); a module given to
+# set_backend may supply its own (the capstone: a student's encoder layer)
+COMPOSITES = ("encoder_layer_forward", "encoder_layer_backward")
+_OP_NAMES = [n for n in dir(_reference) if n.endswith(("_forward", "_backward", "_update")) and n not in COMPOSITES]
 ops = types.SimpleNamespace()
 _current = None
 _debug = False
@@ -37,12 +41,16 @@ def set_backend(name):
         minibert.set_backend(my_layers)    # the model calls my_layers' pair, the references elsewhere
         minibert.set_backend("numpy")      # back to the references
 
-    Its name is then ``"custom:<module name>"`` (``get_backend()``)."""
+    Its name is then ``"custom:<module name>"`` (``get_backend()``).  A module may also define the
+    encoder layer's pair, ``encoder_layer_forward``/``encoder_layer_backward`` (``COMPOSITES``: the
+    capstone exercise); without one, the model runs ``minibert/layers/encoder_layer.py``'s on this
+    backend's kernels."""
     global _current
     if not isinstance(name, str):
-        own = {n: getattr(name, n) for n in _OP_NAMES if callable(getattr(name, n, None))}
+        own = {n: getattr(name, n) for n in _OP_NAMES + list(COMPOSITES) if callable(getattr(name, n, None))}
         if not own:
-            raise ValueError(f"set_backend: {name!r} defines none of the layer functions ({', '.join(_OP_NAMES)})")
+            raise ValueError(f"set_backend: {name!r} defines none of the layer functions "
+                             f"({', '.join(_OP_NAMES + list(COMPOSITES))})")
         table = {n: getattr(_reference, n) for n in _OP_NAMES}
         table.update(own)
         _install(table, f"custom:{getattr(name, '__name__', type(name).__name__)}")

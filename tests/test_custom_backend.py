@@ -76,3 +76,69 @@ def test_the_students_own_layers_give_the_reference_curve_and_a_bug_parts_them(r
 def test_a_module_with_no_layer_function_is_refused(restore_backend):
     with pytest.raises(ValueError, match="defines none of the layer functions"):
         minibert.set_backend(types.SimpleNamespace(foo=len))
+
+
+# ---- the capstone: your BERT, your backward ------------------------------------------------------------
+
+def encoder_layer_module(bug=None):
+    """A student's encoder_layer.py (the reference answers), loaded as its own module; ``bug``: (line, bug)."""
+    text = X.source_text("encoder_layer")
+    if bug:
+        assert text.count(bug[0]) == 1, bug[0]
+        text = text.replace(bug[0], bug[1])
+    module = types.ModuleType("student_encoder_layer")
+    exec(compile(text, "student_encoder_layer.py", "exec"), module.__dict__)
+    return module
+
+
+CAPSTONE_STEPS = 20  # the short form of the capstone's few hundred steps
+
+
+def test_the_model_runs_a_students_encoder_layer_and_the_named_backends_run_the_librarys(restore_backend):
+    from minibert.layers import encoder_layer as E
+    for name in ("numpy", "numba"):
+        minibert.set_backend(name)
+        assert not hasattr(backend.ops, "encoder_layer_backward")  # the model runs layers/encoder_layer.py's
+    student = encoder_layer_module()
+    minibert.set_backend(student)
+    assert backend.ops.encoder_layer_backward is student.encoder_layer_backward
+    calls = []
+    original = student.encoder_layer_backward
+    student.encoder_layer_backward = lambda dout, cache: calls.append(1) or original(dout, cache)
+    minibert.set_backend(student)
+    loss_curve(steps=1)
+    assert len(calls) == 2  # once per layer
+    assert student.encoder_layer_backward is not E.encoder_layer_backward
+
+
+def test_capstone_the_reference_answers_train_to_the_reference_curve_and_a_bug_parts_them(restore_backend, tmp_path):
+    """CI's short form of the capstone: tens of steps of the tiny BERT (dropout on, MLM + NSP data) on the
+    student's encoder layer next to the reference.  The reference answers give the same curve to the last
+    bit (the same operations in the same order); a forgotten residual parts the curves from the first
+    update on (a gap of ~1e-2, six orders above COINCIDE_TOL)."""
+    from minibert.classroom import capstone
+    before = backend.get_backend()
+    run = capstone.train_side_by_side(encoder_layer_module(), steps=CAPSTONE_STEPS, plot=tmp_path / "curves.png")
+    assert backend.get_backend() == before  # the caller's backend is put back
+    assert run.coincide and run.max_gap == 0.0 and run.first_parting() is None, run
+    assert run.reference[-1] < run.reference[0] - 0.3  # it learns
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert "the curves coincide" in repr(run)
+    buggy = capstone.train_side_by_side(encoder_layer_module(
+        ("    dx = dx + dsum1  # the residual: x also went straight into the sum", "    dx = dx")),
+        steps=CAPSTONE_STEPS)
+    np.testing.assert_array_equal(buggy.reference, run.reference)
+    assert not buggy.coincide and buggy.max_gap > 1e-4 and buggy.first_parting() <= 2, buggy
+    assert "the curves part at step" in repr(buggy)
+
+
+def test_capstone_trains_on_a_directory_of_exercise_files(restore_backend, tmp_path):
+    from minibert.classroom import capstone
+    (tmp_path / "encoder_layer.py").write_text(X.source_text("encoder_layer"))
+    (tmp_path / "layernorm.py").write_text(X.source_text("layernorm"))
+    run = capstone.train_side_by_side(tmp_path, steps=3)
+    assert run.coincide and run.backend_name == f"custom:{tmp_path.name}"
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        capstone.train_side_by_side(tmp_path, steps=0)
+    with pytest.raises(FileNotFoundError, match="no Python file"):
+        capstone.train_side_by_side(tmp_path / "nothing_here", steps=3)

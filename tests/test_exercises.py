@@ -25,7 +25,7 @@ from minibert.layers.softmax import attention_mask_to_additive
 
 NAMES = list(X.EXERCISES)
 REQUIRED = {"linear", "softmax", "layernorm", "gelu", "attention", "cross_entropy", "embedding",
-            "attention_ninja"}
+            "attention_ninja", "encoder_layer"}
 
 
 def src(name):
@@ -49,7 +49,8 @@ def test_the_required_exercises_exist():
 @pytest.mark.parametrize("name", NAMES)
 def test_the_sources_are_the_library_files_and_the_markers_are_only_comments(name, tmp_path):
     path = X.source_path(name)
-    want = "classroom/attention_ninja.py" if name == "attention_ninja" else f"layers/{name}.py"
+    want = {"attention_ninja": "classroom/attention_ninja.py", "masking": "data/pretraining.py"}.get(
+        name, f"layers/{name}.py")
     assert path.as_posix().endswith(f"minibert/{want}") and path.is_file()
     text = path.read_text()
     kinds = {r.kind for r in X.parse_regions(text, name)}
@@ -151,7 +152,7 @@ def test_the_reference_solutions_pass_every_check():
     assert all(r["points"] == r["max_points"] > 0 for r in records)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "attention_ninja"])
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(src(n), "gradcheck_cases")])
 def test_the_grader_runs_the_layers_own_table_and_the_copy_keeps_its_visible_part(name, student_dir):
     """One table per layer: the grader grades every case of ``gradcheck_cases``, hidden ones included;
     the student's copy holds the same table without the hidden cases (which come last)."""
@@ -184,7 +185,10 @@ def test_the_python_checks_in_the_student_files_fail_until_done(student_dir, mon
 def test_the_visible_and_hidden_checks_of_each_reference_source_pass(name, capsys):
     getattr(src(name), f"test_{name}")()
     out = capsys.readouterr().out
-    assert "rel_error" in out and "(expect < " in out and "WRONG" not in out
+    if name == "masking":  # statistics, each next to its expected value and tolerance
+        assert "expected 0.8000 +- " in out and "WRONG" not in out
+    else:
+        assert "rel_error" in out and "(expect < " in out and "WRONG" not in out
 
 
 PLANTED_BUGS = [
@@ -214,6 +218,22 @@ PLANTED_BUGS = [
      "    dx = p * (dp - (dp * p).sum(axis=-1, keepdims=True)) * (1 - p)", {"dx"}),
     ("attention_ninja", '    dEinv = (dP * c["E"]).sum(axis=-1, keepdims=True)',
      '    dEinv = dP * c["E"]', {"dEinv"}),                                            # broadcast not summed
+    # the optimiser: checked over six steps of BERT's schedule against the reference update
+    ("adamw", "    v += (1 - beta2) * g * g", "    v += (1 - beta2) * g",
+     {"v of the weight (decayed)", "p of the bias (not decayed)"}),                # g, not g squared
+    ("adamw", "    if weight_decay:\n        p *= 1 - lr * weight_decay\n", "",
+     {"p of the weight (decayed)"}),                                               # the decay forgotten
+    # the masking: statistics over 4000 draws (5 binomial standard errors, see masking_statistics)
+    ("masking", "            if rng.random() < 0.8:", "            if rng.random() < 0.9:",
+     {"80% [MASK]", "10% unchanged", "10% random"}),                               # 90/5/5
+    ("masking", "        if token in (CLS, SEP, PAD):\n            continue\n", "",
+     {"special tokens", "positions uniform"}),                                     # [CLS]/[SEP] predicted
+    ("masking", "            elif rng.random() < 0.5:", "            elif rng.random() < 0.0:",
+     {"10% unchanged", "10% random"}),                                             # 80/0/20
+    ("encoder_layer", "    dh = dh + dsum2  # the residual: h also went straight into the sum",
+     "    dh = dh", {"dx", "dwq", "dln1_w", "dln1_b", "loss_curve"}),                  # a forgotten residual
+    ("encoder_layer", "    df = K.dropout_backward(dsum2, cache.ffn_dropout)  # (B, T, C)",
+     "    df = dsum2", {"dw1", "db1", "dw2", "loss_curve"}),                            # dropout's mask forgotten
 ]
 
 
@@ -393,8 +413,37 @@ def test_check_class_grades_one_folder_per_student_into_one_csv(tmp_path):
             text = text.replace("    db = dout2.sum(axis=0)", "    db = dout2.mean(axis=0)")
         (d / "linear.py").write_text(text)
     code = cli_main(["exercises", "check", "linear", "--class", str(tmp_path / "class"),
-                     "--csv", str(tmp_path / "class.csv")])
+                     "--csv", str(tmp_path / "class.csv"), "--json", str(tmp_path / "class.json")])
     assert code == 1  # not everyone passed
     rows = {r["student"]: r for r in csv.DictReader(open(tmp_path / "class.csv"))}
     assert rows["ada"]["linear"] == rows["ada"]["total"] == rows["ada"]["max_points"] == "4"
     assert rows["bob"]["linear"] == "3" and rows["bob"]["max_points"] == "4"
+    records = json.loads((tmp_path / "class.json").read_text())
+    assert {(r["student"], r["points"]) for r in records} == {("ada", 4), ("bob", 3)}
+
+
+# ---- the optimiser and the data exercises ----------------------------------------------------------------
+
+def test_the_adamw_reference_equals_the_papers_formula_and_the_optimizer():
+    """``adamw_update`` under ``adamw_steps`` is what ``minibert.optim.AdamW`` does, and it equals the paper's
+    m-hat/v-hat formula (to float64 rounding): the reference the exercise is graded against is right."""
+    from minibert.layers import adamw as A
+    from minibert.optim import linear_warmup_decay
+    assert A.SCHEDULE == [linear_warmup_decay(s, 6, 2, 1e-2) for s in range(6)]
+    params, grads, lrs = A.adamw_cases(np.random.default_rng(1))
+    for (_, ours), (_, book) in zip(A.adamw_steps(A.adamw_update, params, grads, lrs),
+                                    A.textbook_adamw(params, grads, lrs)):
+        for n in params:
+            for a, b in zip(ours[n], book[n]):
+                assert G.rel_error(a, b) < 1e-12
+
+
+def test_the_masking_statistics_tolerance_is_five_binomial_standard_errors():
+    """4000 draws of 3 predictions: the [MASK] share has standard error sqrt(0.8 * 0.2 / 12000) = 0.00365,
+    so the tolerance is 0.018; the reference lands within it, and so does a correct implementation that
+    draws with another seed (the false-alarm rate of 5 sigma is ~6e-7 per check)."""
+    from minibert.data import pretraining as P
+    for seed in (0, 1, 2):
+        rows = {item: (ok, msg) for item, ok, msg in P.masking_statistics(seed=seed)}
+        assert all(ok for ok, _ in rows.values()), rows
+    assert "0.8000 +- 0.0183" in rows["80% [MASK]"][1]

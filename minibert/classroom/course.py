@@ -49,6 +49,29 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplemented
 '''
 
 
+# cells an assignment adds after its visible check: the capstone trains BERT on the student's layer
+CAPSTONE_STEPS_VARIABLE = "MINIBERT_CAPSTONE_STEPS"  # CI sets it to tens of steps; students get 300
+EPILOGUES = {"encoder_layer": [
+    ("markdown", "## Your BERT, your backward\n\n"
+     "Now train it. The cell below pretrains a tiny BERT (2 layers, C = 32, dropout 0.1, MLM + NSP on the "
+     "synthetic corpus, AdamW with warmup and decay, float64) twice from the same seed on the same batches: "
+     "once on minibert's reference layers, once on **your** `encoder_layer_forward`/`encoder_layer_backward` "
+     "(`minibert.set_backend(yours)`: the model calls your pair for every layer). When your backward is right "
+     "the two loss curves coincide, to the last bit or within float64 rounding (the gap stays below 1e-8); "
+     "a wrong gradient moves the very first update and the curves part.\n\n"
+     "To train on more of your own code, put your other layer functions (`layernorm_backward`, "
+     "`attention_backward`, ...) in the namespace too, or pass the directory of your exercise files: "
+     "`capstone.train_side_by_side(\"my_exercises/\")`."),
+    ("code", "import os\nimport types\n\nfrom minibert.classroom import capstone\n\n"
+     f"STEPS = int(os.environ.get({CAPSTONE_STEPS_VARIABLE!r}, \"300\"))  # a few hundred steps: a minute or two\n"
+     "yours = types.SimpleNamespace(encoder_layer_forward=encoder_layer_forward,\n"
+     "                              encoder_layer_backward=encoder_layer_backward, __name__=\"your encoder layer\")\n"
+     "run = capstone.train_side_by_side(yours, steps=STEPS)\n"
+     "print(run)\n"
+     "run.plot();"),
+]}
+
+
 # ---- what a notebook is made of ------------------------------------------------------------------
 
 def _meta(kind, grade_id, points=0):
@@ -169,6 +192,11 @@ def notebook(name, number=0):
             continue
         has_solution = BEGIN_SOLUTION in piece
         code(piece, "solution" if has_solution else "given", f"{name}_{piece_name}")
+    for kind, source in EPILOGUES.get(name, ()):
+        if kind == "markdown":
+            md(source, f"{name}_epilogue_{len(cells)}")
+        else:
+            code(source, "given", f"{name}_epilogue_{len(cells)}")
     md("## Hidden tests\n\nOne cell per graded item; each is worth the points shown in the table at the "
        "top, and its message names the array when it is wrong.", f"{name}_tests_intro")
     for item, p in pts.items():

@@ -241,6 +241,13 @@ EXERCISES = {e.name: e for e in [
              "backward/attention.md", module="minibert.classroom.attention_ninja"),
     Exercise("attention", "multi-head attention's backward in the library's compact form",
              "backward/attention.md"),
+    Exercise("adamw", "the AdamW update, checked over several steps of BERT's warmup-and-decay schedule",
+             "backward/adamw.md"),
+    Exercise("masking", "BERT's masking: 15% of the tokens, 80/10/10, never a special token, checked by "
+             "statistics over many draws", "pretraining.md", module="minibert.data.pretraining"),
+    Exercise("encoder_layer", "the capstone, your BERT, your backward: a whole encoder layer's backward "
+             "(residuals, two LayerNorms, dropout), then BERT pretrained on it next to the reference",
+             "backward/tied_weights.md"),
 ]}
 
 

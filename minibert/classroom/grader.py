@@ -26,6 +26,7 @@ import json
 import math
 import os
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Result:
     checked: int = 0
     checks: list = field(default_factory=list)  # [label, case, ok, function] of every array compared
     foreign: list = field(default_factory=list)  # functions not defined in the student's own code
+    notes: dict = field(default_factory=dict)  # array/property -> why it is wrong, for checks that are not rel_errors
 
     @property
     def passed(self):
@@ -73,7 +75,7 @@ class Result:
             for name, case, e in self.wrong:
                 worst[name] = max(worst.get(name, 0.0), e)
             parts.append("wrong: " + ", ".join(
-                f"{n} (wrong shape)" if math.isinf(e) else f"{n} (max|{n}| {e:.1e}, should be 0)" if n in self.zeros
+                f"{n} ({self.notes[n]})" if n in self.notes else f"{n} (wrong shape)" if math.isinf(e) else f"{n} (max|{n}| {e:.1e}, should be 0)" if n in self.zeros
                 else f"{n} (rel_error up to {e:.1e})" for n, e in worst.items()))
         if self.todo:
             parts.append("not implemented yet: " + ", ".join(dict.fromkeys(self.todo)))
@@ -143,6 +145,8 @@ class _Grader:
             self.r.wrong.append((label, self.case, math.inf))
             return False
         err = rel_error(got_arr, want)
+        if not np.isfinite(got_arr).all():
+            self.r.notes.setdefault(label, "NaN or inf in your result")
         line = report_line(label, got_arr, want) + f" | rel_error {err:.1e}"
         ok = err < tol
         if zero:
@@ -161,6 +165,16 @@ class _Grader:
         self.r.checks[-1][2] = bool(ok)
         if not ok:
             self.r.wrong.append((label, self.case, err))
+        return ok
+
+    def verdict(self, label, ok, message):
+        """One check that is not a comparison of arrays (a statistic, a property of every draw)."""
+        self.r.checked += 1
+        self.r.checks.append([label, self.case, bool(ok), getattr(self, "producer", "")])
+        self.r.say(f"  {label:24s} | {message}  {'ok' if ok else 'WRONG'}")
+        if not ok:
+            self.r.wrong.append((label, self.case, math.nan))
+            self.r.notes[label] = message
         return ok
 
     def section(self, title):
@@ -317,11 +331,65 @@ def _grade_attention_ninja(g):
         g.compare("dZ (fused)", got, up["Z"])
 
 
+def _grade_adamw(g):
+    """Six steps of the student's ``adamw_update`` under BERT's schedule (``optim.linear_warmup_decay``:
+    warmup over 2 steps, then linear decay), each step compared with the reference update: the
+    parameter, ``m`` and ``v``, for a weight (decayed) and a bias (not decayed)."""
+    from ..layers import adamw as ref
+    from ..optim import linear_warmup_decay
+    fn = g.student("adamw_update")
+    lrs = [linear_warmup_decay(s, 6, 2, 1e-2) for s in range(6)]
+    params, grads, lrs = ref.adamw_cases(g.rng, lrs)
+    want = ref.adamw_steps(ref.adamw_update, params, grads, lrs)
+    g.section(f"6 steps, learning rates {', '.join(f'{lr:g}' for lr in lrs)} (linear_warmup_decay(s, 6, 2, 1e-2))")
+    # the update works in place: called through a closure, so the grader's copies are the ones updated
+    ok, got = g.call("adamw_update", fn and (lambda: ref.adamw_steps(fn, params, grads, lrs)))
+    if not ok:
+        return
+    names = {"weight": "weight (decayed)", "bias": "bias (not decayed)"}
+    for (t, mine), (_, ref_t) in zip(got, want):
+        g.case = f"step {t}"
+        for n, label in names.items():
+            for what, a, b in zip(("p", "m", "v"), mine[n], ref_t[n]):
+                g.compare(f"{what} of the {label}", a, b, tol=1e-12)
+
+
+def _grade_masking(g):
+    """``masking_statistics`` (``minibert/data/pretraining.py``) on the student's
+    ``create_masked_lm_predictions``: exact properties of every draw, and the 80/10/10 split and the
+    choice of positions within 5 binomial standard errors over 4000 draws."""
+    from ..data import pretraining as ref
+    fn = g.student("create_masked_lm_predictions")
+    g.section(f"{ref.MASKING_DRAWS} draws on [CLS] + 10 words + [SEP] + 8 words + [SEP] + 2 [PAD], masked_lm_prob 0.15")
+    ok, rows = g.call("create_masked_lm_predictions", fn and (lambda: ref.masking_statistics(fn)))
+    if ok:
+        for item, good, message in rows:
+            g.verdict(item, good, message)
+
+
+def _capstone_curve(g):
+    """The capstone: a tiny BERT pretrained for ``capstone.CHECK_STEPS`` steps on the student's encoder
+    layer (``set_backend`` with their pair) must give the reference's loss curve (``COINCIDE_TOL``)."""
+    from . import capstone
+    fwd, bwd = g.student("encoder_layer_forward"), g.student("encoder_layer_backward")
+    g.section(f"BERT pretrained for {capstone.CHECK_STEPS} steps on your encoder layer, next to the reference")
+    if fwd is None or bwd is None:
+        return
+    mine = types.SimpleNamespace(encoder_layer_forward=fwd, encoder_layer_backward=bwd, __name__="your encoder layer")
+    ok, run = g.call("train_side_by_side", capstone.train_side_by_side, mine, steps=capstone.CHECK_STEPS)
+    if ok:
+        g.r.say(f"  {run!r}")
+        g.compare("loss_curve", run.student, run.reference, tol=capstone.COINCIDE_TOL / 10)
+
+
 # exercise -> what it checks beyond its table of gradient checks (the ninja has no table: all of it)
 EXTRA_CHECKS = {
     "softmax": _softmax_huge_logits,
     "embedding": _embedding_padding_row,
     "attention_ninja": _grade_attention_ninja,
+    "encoder_layer": _capstone_curve,
+    "adamw": _grade_adamw,
+    "masking": _grade_masking,
 }
 
 # ---- grading -------------------------------------------------------------------------------------

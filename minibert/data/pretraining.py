@@ -136,8 +136,12 @@ def create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq
     """
     cand_indexes = []                                   # [[i], [j, j+1 (a ## piece)], ...]
     for i, token in enumerate(tokens):
+        # TODO: never predict a special token: skip [CLS], [SEP] and [PAD] (they are CLS, SEP, PAD here).
+        #   hint: `continue` to the next position; every other position is a candidate.
+        ### BEGIN SOLUTION
         if token in (CLS, SEP, PAD):
             continue
+        ### END SOLUTION
         # A ## piece joins the word just before it.  (google-research/bert also joins a piece that
         # truncation left orphaned right after [SEP] to the last word of A; here it stands alone.)
         if whole_word_mask and token.startswith("##") and cand_indexes and cand_indexes[-1][-1] == i - 1:
@@ -159,12 +163,18 @@ def create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq
             continue
         for index in index_set:
             covered.add(index)
+            # TODO: BERT's 80/10/10 rule: masked_token is [MASK] (MASK) with probability 0.8, the original
+            #       token with probability 0.1, a random word of vocab_words with probability 0.1.
+            #   hint: draw with rng.random() (and rng.randint(a, b), both ends included, for the word), in
+            #         google-research/bert's order: first "< 0.8?", then, for the other 20%, "< 0.5?".
+            ### BEGIN SOLUTION
             if rng.random() < 0.8:
                 masked_token = MASK
             elif rng.random() < 0.5:
                 masked_token = tokens[index]
             else:
                 masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
+            ### END SOLUTION
             output_tokens[index] = masked_token
             masked.append((index, tokens[index]))
     masked.sort()
@@ -550,3 +560,84 @@ class PretrainingDataset:
                 f"batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
                 f"masking={'dynamic' if self.dynamic_masking else 'static'}, epoch={self.epoch}, "
                 f"batch={self.position}/{len(self)})")
+
+
+# --------------------------------------------------------------------------------------------------
+# The masking exercise's check: statistics over many draws
+# --------------------------------------------------------------------------------------------------
+
+MASKING_DRAWS = 4000
+
+
+def masking_statistics(create=None, draws=MASKING_DRAWS, seed=0):
+    """Run ``create`` (``create_masked_lm_predictions`` or yours) ``draws`` times on one sequence,
+    ``[CLS]`` + 10 words + ``[SEP]`` + 8 words + ``[SEP]`` + 2 ``[PAD]`` (23 tokens: 3 predictions,
+    18 candidates), with ``masked_lm_prob=0.15``, and return one row per property,
+    ``(item, ok, message)``:
+
+    * exact, in every draw: ``count`` (``round(0.15 * 23) = 3`` predictions), ``special tokens`` (never
+      [CLS]/[SEP]/[PAD]), ``labels`` (the original tokens, positions sorted, nothing else changed);
+    * statistics over the ``3 * draws`` predictions: ``80% [MASK]``, ``10% unchanged``, ``10% random``
+      (a random word is the original one with probability 1/|V| = 1/40, so "unchanged" expects
+      0.1 + 0.1/40 and "random" 0.1 * 39/40), and ``positions uniform`` (each candidate chosen in a
+      fraction 3/18 of the draws).  The tolerance is 5 binomial standard errors, ``5 sqrt(p (1 - p) / n)``:
+      for 4000 draws 0.018 on the 80%, 0.014 on each 10%, 0.029 on a position's 1/6.  A correct
+      implementation drawing differently fails a check with probability about 6e-7 (a normal tail beyond
+      5 sigma); a 90/5/5 split or a never-chosen position is off by 3 to 30 of them.
+    """
+    create = create or create_masked_lm_predictions
+    words = [f"w{i}" for i in range(40)]
+    tokens = [CLS] + words[:10] + [SEP] + words[10:18] + [SEP] + [PAD, PAD]
+    rng = random.Random(seed)
+    n_expected = int(round(len(tokens) * 0.15))
+    candidates = [i for i, t in enumerate(tokens) if t not in (CLS, SEP, PAD)]
+    bad_count = bad_special = bad_labels = 0
+    kinds = {"mask": 0, "same": 0, "random": 0}
+    chosen = np.zeros(len(tokens))
+    for _ in range(draws):
+        out, positions, labels = create(list(tokens), 0.15, 20, words, rng)
+        positions, out = list(positions), list(out)
+        bad_count += len(positions) != n_expected
+        bad_special += any(tokens[p] in (CLS, SEP, PAD) for p in positions)
+        unchanged_elsewhere = len(out) == len(tokens) and all(
+            o == t for i, (o, t) in enumerate(zip(out, tokens)) if i not in positions)
+        bad_labels += not (positions == sorted(positions) and list(labels) == [tokens[p] for p in positions]
+                           and unchanged_elsewhere)
+        for p in positions:
+            if 0 <= p < len(tokens):
+                chosen[p] += 1
+                o = out[p] if p < len(out) else None
+                kinds["mask" if o == MASK else "same" if o == tokens[p] else "random"] += 1
+    rows = [("count", bad_count == 0, f"{n_expected} predictions in every draw: {draws - bad_count}/{draws} draws"),
+            ("special tokens", bad_special == 0,
+             f"never [CLS]/[SEP]/[PAD]: {bad_special} of {draws} draws predicted one"),
+            ("labels", bad_labels == 0,
+             f"labels are the original tokens at sorted positions, the rest unchanged: {bad_labels} draws wrong")]
+    n = max(1, sum(kinds.values()))
+    for item, kind, p in (("80% [MASK]", "mask", 0.8), ("10% unchanged", "same", 0.1 + 0.1 / 40),
+                          ("10% random", "random", 0.1 * 39 / 40)):
+        got, tol = kinds[kind] / n, 5 * np.sqrt(p * (1 - p) / n)
+        rows.append((item, abs(got - p) <= tol, f"{item}: {got:.4f} of {n} predictions, expected {p:.4f} +- {tol:.4f}"))
+    p = n_expected / len(candidates)
+    freq, tol = chosen[candidates] / draws, 5 * np.sqrt(p * (1 - p) / draws)
+    worst = int(np.argmax(np.abs(freq - p)))
+    rows.append(("positions uniform", bool(np.all(np.abs(freq - p) <= tol)) and chosen.sum() == chosen[candidates].sum(),
+                 f"each candidate chosen in {p:.4f} +- {tol:.4f} of the draws: the farthest, position "
+                 f"{candidates[worst]}, in {freq[worst]:.4f}"))
+    return rows
+
+
+def test_masking():
+    """The masking exercise's check: statistics over many draws (``masking_statistics``)."""
+    rows = masking_statistics()
+    for item, ok, message in rows:
+        print(f"  {item:18s} {'ok   ' if ok else 'WRONG'} {message}")
+    assert all(ok for _, ok, _ in rows), "wrong: " + ", ".join(item for item, ok, _ in rows if not ok)
+    ### BEGIN HIDDEN TESTS
+    out, positions, labels = create_masked_lm_predictions([CLS, "a", SEP], 0.0, 20, ["a", "b"], random.Random(0))
+    assert positions == [1] and labels == ["a"]  # at least one prediction, even for masked_lm_prob = 0
+    ### END HIDDEN TESTS
+
+
+if __name__ == "__main__":
+    test_masking()

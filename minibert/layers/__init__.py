@@ -8,6 +8,7 @@ from .attention import (attention_backward, attention_forward, merge_heads, sdpa
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
+from .encoder_layer import EncoderLayerCache, encoder_layer_backward, encoder_layer_forward
 from .ffn import ffn_backward, ffn_forward
 from .gelu import (ACTIVATIONS, gelu_backward, gelu_forward, gelu_tanh_backward,
                    gelu_tanh_forward, relu_backward, relu_forward)

@@ -24,6 +24,9 @@ import numpy as np
 
 from .. import backend
 from ..layers.cross_entropy import IGNORE_INDEX
+from ..layers.encoder_layer import PARAMETERS as LAYER_PARAMETERS
+from ..layers.encoder_layer import EncoderLayerCache  # noqa: F401  (the layer's cache, as it was here)
+from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.gelu import ACTIVATIONS
 from ..layers.softmax import attention_mask_to_additive
 from .module import Module, as_int_array, check_config, check_dtype, shape_of
@@ -63,15 +66,6 @@ class EmbeddingsCache(NamedTuple):
     position: tuple      # embedding cache of the positions 0..T-1, (1, T)
     norm: tuple          # LayerNorm cache
     dropout: object      # dropout cache (None when dropout is off)
-
-
-class EncoderLayerCache(NamedTuple):
-    attention: tuple          # the attention cache; ``.sdpa.probs`` (B, A, T, T) are its probabilities
-    attention_dropout: object
-    attention_norm: tuple     # LayerNorm(a + x)
-    ffn: tuple                # the FFN cache
-    ffn_dropout: object
-    ffn_norm: tuple           # LayerNorm(f + h)
 
 
 class BertModelCache(NamedTuple):
@@ -199,57 +193,25 @@ class BertModel(Module):
         return BertModelOutput(x, pooled, attentions)
 
     def _layer_forward(self, i, x, mask_add):
-        """One post-LN encoder layer.  (B, T, C) -> (B, T, C)"""
+        """One post-LN encoder layer: ``backend.ops.encoder_layer_forward`` when the backend is a module that
+        defines one (``set_backend(module)``), else ``minibert/layers/encoder_layer.py``'s; either way on
+        the backend's kernels (``ops=backend.ops``).  (B, T, C) -> (B, T, C), ``EncoderLayerCache``"""
         K, c, p = backend.ops, self.config, self.params
         pre = f"encoder.layer.{i}."
         backend.scope = f"encoder.layer.{i} forward"
-        drop = dict(rng=self.dropout_rng, training=self.training)
-        att = pre + "attention."
-        a, c_att = K.attention_forward(
-            x, p[att + "self.query.weight"], p[att + "self.query.bias"],
-            p[att + "self.key.weight"], p[att + "self.key.bias"],
-            p[att + "self.value.weight"], p[att + "self.value.bias"],
-            p[att + "output.dense.weight"], p[att + "output.dense.bias"],
-            mask_add, c.num_attention_heads, c.attention_probs_dropout_prob, **drop)
-        a, c_d1 = K.dropout_forward(a, c.hidden_dropout_prob, **drop)
-        h, c_ln1 = K.layernorm_forward(a + x, p[att + "output.LayerNorm.weight"],
-                                       p[att + "output.LayerNorm.bias"], c.layer_norm_eps)
-        f, c_ffn = K.ffn_forward(h, p[pre + "intermediate.dense.weight"], p[pre + "intermediate.dense.bias"],
-                                 p[pre + "output.dense.weight"], p[pre + "output.dense.bias"], c.hidden_act)
-        f, c_d2 = K.dropout_forward(f, c.hidden_dropout_prob, **drop)
-        out, c_ln2 = K.layernorm_forward(f + h, p[pre + "output.LayerNorm.weight"],
-                                         p[pre + "output.LayerNorm.bias"], c.layer_norm_eps)
-        return out, EncoderLayerCache(c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2)
+        return getattr(K, "encoder_layer_forward", encoder_layer_forward)(
+            x, *(p[pre + name] for name in LAYER_PARAMETERS.values()), mask_add, c.num_attention_heads,
+            c.hidden_act, c.layer_norm_eps, c.hidden_dropout_prob, c.attention_probs_dropout_prob,
+            rng=self.dropout_rng, training=self.training, ops=K)
 
     def _layer_backward(self, i, dout, cache):
-        K = backend.ops
+        """``encoder_layer_backward`` (``backend.ops``'s if the backend defines one); *adds* the layer's
+        parameter gradients into ``grads`` and returns the gradient of the layer's input, (B, T, C)."""
         pre = f"encoder.layer.{i}."
-        att = pre + "attention."
         backend.scope = f"encoder.layer.{i} backward"
-        # forward: out = LayerNorm(f + h)
-        dsum2, dw, db = K.layernorm_backward(dout, cache.ffn_norm)
-        self._acc(pre + "output.LayerNorm.weight", dw)
-        self._acc(pre + "output.LayerNorm.bias", db)
-        # forward: f = dropout(FFN(h))
-        df = K.dropout_backward(dsum2, cache.ffn_dropout)
-        dh, dw1, db1, dw2, db2 = K.ffn_backward(df, cache.ffn)
-        self._acc(pre + "intermediate.dense.weight", dw1)
-        self._acc(pre + "intermediate.dense.bias", db1)
-        self._acc(pre + "output.dense.weight", dw2)
-        self._acc(pre + "output.dense.bias", db2)
-        dh += dsum2  # the residual: h also went straight into the sum
-        # forward: h = LayerNorm(a + x)
-        dsum1, dw, db = K.layernorm_backward(dh, cache.attention_norm)
-        self._acc(att + "output.LayerNorm.weight", dw)
-        self._acc(att + "output.LayerNorm.bias", db)
-        # forward: a = dropout(Attention(x))
-        da = K.dropout_backward(dsum1, cache.attention_dropout)
-        dx, *dparams = K.attention_backward(da, cache.attention)
-        for name, g in zip(("self.query.weight", "self.query.bias", "self.key.weight", "self.key.bias",
-                            "self.value.weight", "self.value.bias", "output.dense.weight",
-                            "output.dense.bias"), dparams):
-            self._acc(att + name, g)
-        dx += dsum1  # the residual
+        dx, *dparams = getattr(backend.ops, "encoder_layer_backward", encoder_layer_backward)(dout, cache)
+        for name, g in zip(LAYER_PARAMETERS.values(), dparams):
+            self._acc(pre + name, g)
         return dx
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
