@@ -167,6 +167,8 @@ def test_a_killed_torch_run_resumes_from_its_checkpoint_exactly(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with pytest.raises(ValueError, match="written by the torch engine: resume it with --engine torch"):
+        pretrain(PretrainConfig(out=killed, max_steps=17, resume=True, **SMALL))  # the other engine
 
 
 def test_the_torch_engines_model_loads_in_minibert_and_fill_mask_agrees_with_transformers(both_engines, capsys):

@@ -136,6 +136,9 @@ def save_training_state(path, model, opt, step, data_state, history):
 def load_training_state(path, model, opt):
     """Restore what ``save_training_state`` wrote; returns its metadata (step, data state, history)."""
     arrays, meta = load_checkpoint(path)
+    if meta.get("engine", "minibert") != "minibert":
+        raise ValueError(f"{path} was written by the {meta['engine']} engine: resume it with --engine "
+                         f"{meta['engine']} (or start a new run in another --out)")
     params = {n[len("param/"):]: a for n, a in arrays.items() if n.startswith("param/")}
     model.load_state_dict(params)
     opt.load_state_dict({"t": meta["adam_t"], "lr": meta["lr"],
