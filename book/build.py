@@ -56,8 +56,11 @@ MATHJAX_VERSION = "3.2.2"  # npm package mathjax: the es5 build (tex-mml-chtml.j
 LINK = re.compile(r"(\]\()([^)\s]+)(\))")  # a Markdown link target: [text](target)
 
 
+_SNAPSHOT = None  # the lessons of the build under way: a lesson added meanwhile waits for the next build
+
+
 def lessons():
-    return run_notebooks.lessons()
+    return list(_SNAPSHOT) if _SNAPSHOT is not None else run_notebooks.lessons()
 
 
 def title_of_lesson(path):
@@ -200,12 +203,12 @@ def rewrite_links(text, page_dir, html):
 def lesson_box(nb_path, derivation_links):
     stem = nb_path.stem
     src = ROOT / "notebooks" / "src" / f"{stem}.py"
-    built_from = f" (built from `notebooks/src/{stem}.py`)" if src.exists() else ""
+    built_from = f" (built from <code>notebooks/src/{stem}.py</code>)" if src.exists() else ""
     uses = ", ".join(f'<a href="{href}">{title}</a>' for title, href in derivation_links)
     return (
         '<div class="admonition info lesson-header">\n'
         '<p class="admonition-title">This lesson, executed when the book was built</p>\n'
-        f"<p>The notebook: <a href=\"files/{nb_path.name}\"><code>notebooks/{nb_path.name}</code></a>{built_from}, "
+        f"<p>The notebook: <a href=\"download/{nb_path.name}\"><code>notebooks/{nb_path.name}</code></a>{built_from}, "
         "committed without outputs; what you see below is what its code printed and plotted when this "
         "page was built (seeds are fixed, so you get the same).</p>\n"
         "<p>To run it yourself, from a clone of the repository (Python 3.10 or newer, CPU only):</p>\n"
@@ -226,7 +229,8 @@ def stage(executed):
     pages = STAGE_PAGES()
     if pages.exists():
         shutil.rmtree(pages)
-    (pages / "notebooks" / "files").mkdir(parents=True)
+    # the committed notebooks, to download (not "files/": nbconvert strips that prefix, Jupyter's file route)
+    (pages / "notebooks" / "download").mkdir(parents=True)
     shutil.copy(ROOT / "README.md", pages / "README.md")
     shutil.copytree(ROOT / "docs", pages / "docs")
     shutil.copy(ROOT / "notebooks" / "README.md", pages / "notebooks" / "README.md")
@@ -242,7 +246,7 @@ def stage(executed):
 
     # lessons: the executed copy, links made to work in the site, a box after the title
     for nb_path in lessons():
-        shutil.copy(nb_path, pages / "notebooks" / "files" / nb_path.name)  # the file to download
+        shutil.copy(nb_path, pages / "notebooks" / "download" / nb_path.name)  # the file to download
         nb = nbformat.reads(executed[nb_path], as_version=4)
         text = nb_path.read_text(encoding="utf-8")
         derivation_links = [(title_of_page(d), f"../docs/backward/{d.stem}.html") for d in derivations()
@@ -396,7 +400,16 @@ def execute_lessons(stale_ok=False, jobs=None):
 def build(out, stale_ok=False, jobs=None):
     """Build the site into ``out``; raises SystemExit with the reason when the book is not right.
     ``jobs``: how many lessons execute at once (default: ``MINIBERT_NOTEBOOK_JOBS`` or the CPUs)."""
+    global _SNAPSHOT
     out = Path(out).resolve()
+    _SNAPSHOT = run_notebooks.lessons()
+    try:
+        return _build(out, stale_ok, jobs)
+    finally:
+        _SNAPSHOT = None
+
+
+def _build(out, stale_ok, jobs):
     print("executing the lessons (or reusing the executed copies in .cache/executed)", flush=True)
     executed = execute_lessons(stale_ok, jobs)
     pages = stage(executed)

@@ -46,7 +46,7 @@ def test_the_book_builds_and_chromium_finds_every_page_right(site):
     lessons = run_notebooks.lessons()
     for nb in lessons:  # every lesson is a page, beside the notebook it was made from
         assert (site / "notebooks" / f"{nb.stem}.html").is_file(), f"no page for {nb.name}"
-        assert (site / "notebooks" / "files" / nb.name).read_bytes() == nb.read_bytes()  # the file to download
+        assert (site / "notebooks" / "download" / nb.name).read_bytes() == nb.read_bytes()  # the file to download
     for page in list((ROOT / "docs").rglob("*.md")):
         assert (site / page.relative_to(ROOT).with_suffix(".html")).is_file(), f"no page for {page}"
     assert (site / "index.html").is_file() and (site / "api" / "minibert.layers.linear.html").is_file()
@@ -55,7 +55,7 @@ def test_the_book_builds_and_chromium_finds_every_page_right(site):
     derivation = (site / "docs" / "backward" / "linear.html").read_text(encoding="utf-8")
     assert "../../api/minibert.layers.linear.html" in derivation  # links to the code it quotes
     lesson = (site / "notebooks" / "03_attention.html").read_text(encoding="utf-8")
-    assert 'href="files/03_attention.ipynb"' in lesson and "jupyter lab notebooks/03_attention.ipynb" in lesson
+    assert 'href="download/03_attention.ipynb"' in lesson and "jupyter lab notebooks/03_attention.ipynb" in lesson
     assert "../docs/backward/attention.html" in lesson  # the lesson's own link to its derivation, made to work
 
     figures = browser_check.expected_figures_of(site)
