@@ -24,10 +24,13 @@ class AdamW:
         m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
         p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
-    ``opt.lr`` may be changed between steps (the schedule does).
+    ``opt.lr`` may be changed between steps (the schedule does).  ``trainable(name) -> bool`` (default:
+    every parameter) picks the parameters ``step()`` updates; the others are left exactly as they are
+    (no update, no weight decay): fine-tuning with a frozen encoder passes
+    ``lambda n: not n.startswith("bert.")``.
     """
 
-    def __init__(self, model, lr=1e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01):
+    def __init__(self, model, lr=1e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, trainable=None):
         if not lr >= 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -36,6 +39,7 @@ class AdamW:
             raise ValueError(f"eps must be > 0 and weight_decay >= 0, got eps={eps}, weight_decay={weight_decay}")
         self.model = model
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.trainable = trainable
         self.t = 0
         self.m = {n: np.zeros_like(p) for n, p, _ in model.named_parameters()}
         self.v = {n: np.zeros_like(p) for n, p, _ in model.named_parameters()}
@@ -51,6 +55,8 @@ class AdamW:
         bc2_sqrt = math.sqrt(1 - b2 ** self.t)
         update = backend.ops.adamw_update  # the reference (layers/adamw.py) or its numba twin
         for name, p, g in self.model.named_parameters():
+            if self.trainable is not None and not self.trainable(name):
+                continue  # frozen: not even weight decay touches it
             wd = 0.0 if no_weight_decay(name) else self.weight_decay
             update(p, g, self.m[name], self.v[name], self.lr, b1, b2, self.eps, wd, step_size, bc2_sqrt)
 

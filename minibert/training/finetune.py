@@ -14,6 +14,13 @@ asyncio is about?", not "have you seen this module?".  (Pretraining saw the text
 without labels, as BERT's Wikipedia saw the text of many of its benchmarks; the pretrained and the
 random start are trained and tested on exactly the same labelled data.)
 
+Three more built-in tasks, the seed's applications, come from ``minibert.training.applications``:
+``stdlib-code-tags`` (token tagging), ``stdlib-quoted-qa`` (span QA with answer decoding) and
+``stdlib-same-doc`` (sentence pairs); ``finetune`` trains each with its head
+(``BertForTokenClassification``, ``BertForQuestionAnswering``, ``BertForSequenceClassification`` on
+``[CLS] A [SEP] B [SEP]``) and writes its baselines next to its metrics.  ``freeze_encoder=True`` trains
+the head only (the encoder's weights stay exactly as loaded: the feature-based baseline).
+
 ``model`` is a minibert pretraining output (``OUT`` or ``OUT/model``) or any transformers-format
 directory with ``config.json``, ``model.safetensors`` and ``vocab.txt`` (all-MiniLM-L6-v2, say).
 Without ``model`` the network is the ``preset`` architecture with a vocabulary trained on the corpus.
@@ -35,14 +42,16 @@ from .. import backend
 from ..config import option, redefault
 from ..files import atomic_write_bytes, read_config, resolve_model_dir
 from ..layers.softmax import softmax_forward
-from ..models.heads import BertForSequenceClassification
+from ..models.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from ..optim import AdamW
-from . import loop
+from . import applications, loop
 from .loop import Job, RunConfig
 from .plots import _pyplot, read_log, smooth
 from .pretrain import PRESETS, build_vocab, load_corpus
 
-TASKS = ("stdlib-packages",)
+TASKS = ("stdlib-packages",) + applications.APPLICATION_TASKS
+HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassification,
+         "qa": BertForQuestionAnswering}
 STDLIB_PACKAGES = ("asyncio", "email", "idlelib", "distutils", "xml", "importlib")
 
 
@@ -116,8 +125,12 @@ def stdlib_package_task(corpus=None, packages=STDLIB_PACKAGES, test_fraction=0.2
 
 
 def load_task(name, corpus=None):
+    """The built-in task ``name`` (one of ``TASKS``): a ``ClassificationTask`` or an
+    ``applications.ApplicationTask``."""
     if name not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {name!r}")
+    if name in applications.APPLICATION_TASKS:
+        return applications.load_application_task(name, corpus)
     return stdlib_package_task(corpus)
 
 
@@ -219,7 +232,10 @@ def evaluate_classifier(model, rows, labels, num_labels, pad_id=0, batch_size=64
 @dataclass
 class FinetuneConfig(RunConfig):
     """A fine-tuning run; the fields shared with pretraining are ``RunConfig``'s."""
-    task: str = option("stdlib-packages", "the built-in labelled task", choices=list(TASKS))
+    task: str = option("stdlib-packages", "the built-in labelled task: package classification, code tagging, "
+                                          "span QA or same-document sentence pairs", choices=list(TASKS))
+    freeze_encoder: bool = option(False, "train the head only: the encoder's weights (bert.*) are not updated "
+                                         "and its backward is not run (the feature-based baseline)")
     model: Optional[str] = option(None, "a `minibert pretrain` output directory (OUT or OUT/model) or any "
                                         "transformers-format directory (config.json, model.safetensors, vocab.txt); "
                                         "omitted: a random start with --preset")
@@ -260,8 +276,8 @@ class FinetuneConfig(RunConfig):
             resolve_model_dir(self.model)
 
 
-def build_model(cfg, num_labels, log=print):
-    """-> (model, tokenizer, start) with start "pretrained" or "random"."""
+def build_model(cfg, num_labels, log=print, head=BertForSequenceClassification):
+    """-> (model, tokenizer, start) with start "pretrained" or "random"; ``head`` is the model class."""
     from ..config import BertConfig
     from ..data.tokenizer import BertTokenizer
     overrides = {"num_labels": num_labels}
@@ -271,17 +287,28 @@ def build_model(cfg, num_labels, log=print):
         d = resolve_model_dir(cfg.model)
         tokenizer = BertTokenizer(os.path.join(d, "vocab.txt"))
         if cfg.random_init:
-            model = BertForSequenceClassification(read_config(d, **overrides), seed=cfg.seed)
+            model = head(read_config(d, **overrides), seed=cfg.seed)
             log(f"random start with the architecture and vocabulary of {d}")
             return model.train(), tokenizer, "random"
-        model = BertForSequenceClassification.from_pretrained(d, seed=cfg.seed, verbose=cfg.verbose, **overrides)
+        model = head.from_pretrained(d, seed=cfg.seed, verbose=cfg.verbose, **overrides)
         return model.train(), tokenizer, "pretrained"
     train_docs, _ = load_corpus("default", cfg.seed, verbose=False)
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
     config = BertConfig(vocab_size=len(tokenizer.vocab), max_position_embeddings=max(cfg.max_seq_length, 8),
                         **PRESETS[cfg.preset], **overrides)
     log(f"random start: preset {cfg.preset} with a {len(tokenizer.vocab)}-piece vocabulary trained on the corpus")
-    return BertForSequenceClassification(config, seed=cfg.seed).train(), tokenizer, "random"
+    return head(config, seed=cfg.seed).train(), tokenizer, "random"
+
+
+def freeze_encoder(model):
+    """Train ``model``'s head only: -> the ``trainable`` predicate for ``AdamW``.
+
+    The encoder's backward is not run for this model (its gradients stay at ``zero_grad``'s zeros, so
+    the clipped gradient norm is the head's, and a step costs a forward and the head's backward), and
+    AdamW skips every ``bert.*`` parameter (no update and no weight decay: the encoder's weights stay
+    bit for bit as loaded).  Dropout inside the encoder still runs in training mode."""
+    model.bert.backward = lambda *args, **kwargs: None  # an instance attribute: shadows BertModel.backward
+    return lambda name: not name.startswith("bert.")
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -294,6 +321,8 @@ def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
     os.makedirs(cfg.out, exist_ok=True)
     log = print if cfg.verbose else (lambda *a, **k: None)
     task = task if task is not None else load_task(cfg.task)
+    if isinstance(task, applications.ApplicationTask):
+        return finetune_application(cfg, task, log)
     K = len(task.label_names)
     model, tokenizer, start = build_model(cfg, K, log)
     T = min(cfg.max_seq_length, model.config.max_position_embeddings)
@@ -317,7 +346,8 @@ def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
         f"chance {1 / K:.3f}")
     log(repr(model))
 
-    opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = freeze_encoder(model) if cfg.freeze_encoder else None
+    opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay, trainable=trainable)
     job = Job(f"finetune ({start})", data, next_batch=lambda step: data.next_batch(),
               record=lambda result, batch: {"accuracy": step_accuracy(result), "epoch": data.epoch},
               evaluate=lambda: evaluate_classifier(model, test_rows, task.test_labels, K, tokenizer.pad_token_id),
@@ -350,6 +380,56 @@ def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
     return metrics
 
 
+def finetune_application(cfg, task, log=print):
+    """Fine-tune the head of an ``applications.ApplicationTask`` (tagging, span QA, sentence pairs) with
+    the one training loop; returns the metrics dict also written to metrics.json (with the task's
+    trivial baselines next to the model's held-out scores)."""
+    model, tokenizer, start = build_model(cfg, task.num_labels, log, head=HEADS[task.kind])
+    T = min(cfg.max_seq_length, model.config.max_position_embeddings)
+    train_examples, test_examples = applications.encode_task(task, tokenizer, T)
+    baselines = task.baselines(train_examples, test_examples)
+    train_model_examples = (task.train_examples(train_examples) if hasattr(task, "train_examples")
+                            else train_examples)
+    data = applications.ExampleBatches(train_model_examples, cfg.batch_size, seed=cfg.seed,
+                                       pad_id=tokenizer.pad_token_id)
+    mode = "frozen encoder" if cfg.freeze_encoder else "full fine-tuning"
+    log(f"minibert finetune: task={task.name} start={start} ({mode}) backend={backend.get_backend()} out={cfg.out}")
+    log(f"{task!r}\n{len(train_examples)} training and {len(test_examples)} test examples; baselines: "
+        + "; ".join(f"{b} {task.metric}={v[task.metric]:.3f}" for b, v in baselines.items()))
+    log(repr(model))
+    trainable = freeze_encoder(model) if cfg.freeze_encoder else None
+    opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay, trainable=trainable)
+    job = Job(f"finetune {task.name} ({start}{', frozen' if cfg.freeze_encoder else ''})", data,
+              next_batch=lambda step: data.next_batch(), record=lambda result, batch: {"epoch": data.epoch},
+              evaluate=lambda: task.evaluate(model, test_examples, tokenizer.pad_token_id),
+              describe=task.describe, eval_at_start=True)
+    run = loop.run(model, opt, cfg, job, log)
+    model_dir = os.path.join(cfg.out, "model")
+    model.save_pretrained(model_dir, tokenizer)
+    if task.kind != "qa":
+        _add_label_names(os.path.join(model_dir, "config.json"), task.label_names)
+    history = run.history["eval"]
+    metrics = {"task": task.name, "kind": task.kind, "metric": task.metric, "start": start, "model": cfg.model,
+               "freeze_encoder": cfg.freeze_encoder, "eval": {k: v for k, v in history[-1].items() if k != "step"},
+               "best": max(e[task.metric] for e in history), "baselines": baselines,
+               "train_examples": len(train_examples), "test_examples": len(test_examples),
+               "trainable_parameters": sum(p.size for n, p, _ in model.named_parameters()
+                                           if trainable is None or trainable(n)),
+               "steps": run.step, "epochs": run.step * cfg.batch_size / len(train_examples), "seconds": run.seconds,
+               "stopped_by_time_budget": run.stopped_early, "backend": backend.get_backend(),
+               "config": {"finetune": dataclasses.asdict(cfg), "model": model.config.to_dict()},
+               "eval_history": history}
+    atomic_write_bytes(os.path.join(cfg.out, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    best_baseline = max(v[task.metric] for v in baselines.values())
+    plot_finetune_curves(run.log_path, history, os.path.join(cfg.out, "curves.png"), best_baseline, None,
+                         title=f"{task.name}, {start} start", metric=task.metric)
+    if cfg.verbose:
+        print(f"\ndone: {run.step} steps in {run.seconds / 60:.1f} min; held-out {task.metric} "
+              f"{history[-1][task.metric]:.3f} (best trivial baseline {best_baseline:.3f})")
+        print(f"wrote {cfg.out}/metrics.json, curves.png, log.jsonl, model/")
+    return metrics
+
+
 def compare_starts(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
     """Fine-tune twice with the same data and settings, from ``cfg.model``'s weights and from random
     weights of the same architecture; writes ``out/pretrained``, ``out/random``, ``comparison.json``
@@ -357,6 +437,9 @@ def compare_starts(cfg: FinetuneConfig, task: Optional[ClassificationTask] = Non
     if cfg.model is None:
         raise ValueError("compare_starts needs cfg.model: the pretrained weights to compare with a random start")
     task = task if task is not None else load_task(cfg.task)
+    if isinstance(task, applications.ApplicationTask):
+        raise ValueError(f"--compare is for the classification task stdlib-packages; for {task.name} run "
+                         "finetune twice (with --model and with --random-init) and compare their metrics.json")
     runs = {}
     for start, random_init in (("pretrained", False), ("random", True)):
         runs[start] = finetune(dataclasses.replace(cfg, random_init=random_init, out=os.path.join(cfg.out, start)),
@@ -383,8 +466,10 @@ def _add_label_names(config_path, label_names):
 
 
 # -- plots -----------------------------------------------------------------------------------------
-def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance=None, title=None, axes=None):
-    """Training loss (raw and smoothed) with held-out loss, and held-out accuracy, over steps."""
+def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance=None, title=None, axes=None,
+                         metric="accuracy"):
+    """Training loss (raw and smoothed) with held-out loss, and the held-out ``metric``, over steps
+    (``majority``: a baseline's line, labelled "majority class" for accuracy, "best baseline" otherwise)."""
     plt = _pyplot()
     rows = read_log(log_path)
     steps = [r["step"] for r in rows]
@@ -398,12 +483,12 @@ def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance
             label="held-out loss")
     ax.set_xlabel("step"), ax.set_title("cross-entropy" + (f" ({title})" if title else "")), ax.legend()
     ax = axes[1]
-    ax.plot([e["step"] for e in eval_history], [e["accuracy"] for e in eval_history], "o-", label="held-out accuracy")
+    ax.plot([e["step"] for e in eval_history], [e[metric] for e in eval_history], "o-", label=f"held-out {metric}")
     if majority is not None:
-        ax.axhline(majority, ls="--", color="gray", label="majority class")
+        ax.axhline(majority, ls="--", color="gray", label="majority class" if metric == "accuracy" else "best baseline")
     if chance is not None:
         ax.axhline(chance, ls=":", color="gray", label="chance")
-    ax.set_ylim(0, 1), ax.set_xlabel("step"), ax.set_title("held-out accuracy"), ax.legend()
+    ax.set_ylim(0, 1), ax.set_xlabel("step"), ax.set_title(f"held-out {metric}"), ax.legend()
     if fig is not None:
         fig.tight_layout()
         fig.savefig(out_path, dpi=100)
