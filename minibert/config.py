@@ -9,6 +9,7 @@ from typing import Optional
 from .layers.gelu import ACTIVATIONS  # hidden_act name -> (forward, backward): the one registry
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)  # the values BertConfig.hidden_act may take
+LAYER_NORM_POSITIONS = ("post", "pre")  # the values BertConfig.layer_norm_position may take ("pre": not BERT)
 
 
 @dataclass
@@ -16,6 +17,12 @@ class BertConfig:
     """Hyper-parameters of a BERT model (defaults are BERT-base, as in transformers).
 
     >>> BertConfig(vocab_size=97, hidden_size=48, num_hidden_layers=3, num_attention_heads=3)
+
+    Two switches are experiments, **not BERT**, off by default: ``is_decoder=True`` (causal attention,
+    lesson 07c) and ``layer_norm_position="pre"`` (pre-LN layers, ``layers/pre_ln_encoder_layer.py``, plus
+    a final LayerNorm ``encoder.final_layer_norm.*``; lesson 07d).  A pre-LN model has no transformers
+    equivalent: ``save_pretrained`` and the torch engine refuse it.  The field is written to and read
+    from config.json like the others (transformers ignores it, which is why the export is refused).
     """
     vocab_size: int = 30522
     hidden_size: int = 768              # C
@@ -35,6 +42,8 @@ class BertConfig:
     classifier_dropout: Optional[float] = None  # dropout before a classification head; None: hidden_dropout_prob
     is_decoder: bool = False            # True: causal self-attention (query i sees keys j <= i), as transformers'
                                         # is_decoder; not BERT, which is bidirectional (lesson 07c's experiment)
+    layer_norm_position: str = "post"   # "post": LayerNorm(x + sublayer(x)), BERT's.  "pre": x + sublayer(LayerNorm(x))
+                                        # and a final LayerNorm: an EXPERIMENT, NOT BERT (lesson 07d); no transformers export
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -65,6 +74,9 @@ class BertConfig:
                              f"got {self.classifier_dropout!r}")
         if not isinstance(self.is_decoder, bool):
             raise ValueError(f"BertConfig.is_decoder must be True or False, got {self.is_decoder!r}")
+        if self.layer_norm_position not in LAYER_NORM_POSITIONS:
+            raise ValueError(f"BertConfig.layer_norm_position must be one of {LAYER_NORM_POSITIONS} ('post' is BERT; "
+                             f"'pre' is an experiment, not BERT), got {self.layer_norm_position!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"BertConfig.pad_token_id must be in [0, vocab_size={self.vocab_size}), "
                              f"got {self.pad_token_id!r}")

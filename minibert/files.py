@@ -96,6 +96,11 @@ KNOWN_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")  # not 
 
 
 def save_pretrained(model, directory, tokenizer=None):
+    """Write ``directory/config.json`` + ``model.safetensors`` (+ ``vocab.txt``) that transformers loads.
+
+    A pre-LN model (``layer_norm_position="pre"``, an experiment, not BERT) is refused with a ValueError:
+    transformers has no pre-LN BERT, would ignore the field and misread the LayerNorms."""
+    check_exportable(model.config, "save_pretrained")
     from safetensors.numpy import save
     os.makedirs(directory, exist_ok=True)
     arch = type(model).__name__
@@ -107,6 +112,15 @@ def save_pretrained(model, directory, tokenizer=None):
     atomic_write_bytes(os.path.join(directory, "model.safetensors"), save(sd, metadata={"format": "pt"}))
     if tokenizer is not None:
         tokenizer.save_vocabulary(directory)
+
+
+def check_exportable(config, what):
+    """Raise a ValueError naming ``what`` if ``config`` is a model transformers cannot represent."""
+    if getattr(config, "layer_norm_position", "post") != "post":
+        raise ValueError(f"{what}: this model has layer_norm_position={config.layer_norm_position!r}, an experiment "
+                         f"that is not BERT; transformers' BertModel is post-LN only and would misread its weights "
+                         f"(its LayerNorms sit elsewhere, encoder.final_layer_norm has no place there), so it is not "
+                         f"exported.  Keep it in memory, or save it with minibert.files' checkpoints.")
 
 
 def read_config(directory, **overrides):

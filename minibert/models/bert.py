@@ -3,6 +3,8 @@
     embeddings  x = LayerNorm(word[ids] + token_type[segs] + position[0..T)) -> dropout
     L x layer   x = LayerNorm(x + dropout(Attention(x)))          (post-LN, as in the paper)
                 x = LayerNorm(x + dropout(FFN(x)))
+                (layer_norm_position="pre", an experiment, NOT BERT: x = x + dropout(Attention(LN(x))),
+                 x = x + dropout(FFN(LN(x))) per layer, then x = LN(x) once after the last; lesson 07d)
     pooler      pooled = tanh(x[:, 0] Wp^T + bp)                  (the [CLS] position)
     MLM head    logits = LayerNorm(act(h Wt^T + bt)) E^T + b      (E: the word embeddings, tied)
     NSP head    nsp = pooled Wn^T + bn                            (2-way: is B the next sentence?)
@@ -28,8 +30,18 @@ from ..layers.encoder_layer import PARAMETERS as LAYER_PARAMETERS
 from ..layers.encoder_layer import EncoderLayerCache  # noqa: F401  (the layer's cache, as it was here)
 from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.gelu import ACTIVATIONS
+from ..layers.pre_ln_encoder_layer import pre_ln_encoder_layer_backward, pre_ln_encoder_layer_forward
 from ..layers.softmax import attention_mask_to_additive
 from .module import Module, as_int_array, check_config, check_dtype, shape_of
+
+# the pre-LN stack's final LayerNorm (layer_norm_position="pre" only; not BERT, no transformers name: such a
+# model is never exported to transformers, see minibert.files.save_pretrained)
+FINAL_NORM = "encoder.final_layer_norm"
+
+
+def _experiments(config):
+    """The repr's note of a model that is not BERT: ", pre-LN (not BERT)" or ""."""
+    return ", pre-LN (not BERT)" if config.layer_norm_position == "pre" else ""
 
 
 @dataclass
@@ -74,6 +86,7 @@ class BertModelCache(NamedTuple):
     pooler_dense: Optional[tuple]   # linear cache of the pooler, None without a pooler
     pooler_tanh: Optional[object]
     batch_shape: tuple        # (B, T)
+    final_norm: Optional[tuple] = None  # LayerNorm cache of the pre-LN stack's last LN (None: post-LN, BERT)
 
 
 class BertModel(Module):
@@ -113,6 +126,9 @@ class BertModel(Module):
             self._new_param(pre + "output.dense.bias", (C,), "zeros")
             self._new_param(pre + "output.LayerNorm.weight", (C,), "ones")
             self._new_param(pre + "output.LayerNorm.bias", (C,), "zeros")
+        if config.layer_norm_position == "pre":  # not BERT: the pre-LN stack's last sum gets one LayerNorm
+            self._new_param(FINAL_NORM + ".weight", (C,), "ones")
+            self._new_param(FINAL_NORM + ".bias", (C,), "zeros")
         if add_pooling_layer:
             self._new_param("pooler.dense.weight", (C, C), "normal")
             self._new_param("pooler.dense.bias", (C,), "zeros")
@@ -121,7 +137,7 @@ class BertModel(Module):
         c = self.config
         return (f"BertModel(L={c.num_hidden_layers}, C={c.hidden_size}, A={c.num_attention_heads}, "
                 f"F={c.intermediate_size}, V={c.vocab_size}, params={self.num_parameters():,}, "
-                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'})")
+                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'}{_experiments(c)})")
 
     # -- input checking --------------------------------------------------------------------------
     def check_inputs(self, input_ids, token_type_ids=None, attention_mask=None):
@@ -182,13 +198,17 @@ class BertModel(Module):
         for i in range(c.num_hidden_layers):
             x, cache = self._layer_forward(i, x, mask_add)
             layer_caches.append(cache)
+        c_final = None
+        if c.layer_norm_position == "pre":  # not BERT: normalise the residual stream once, at the top
+            backend.scope = "encoder.final_layer_norm forward"
+            x, c_final = K.layernorm_forward(x, p[FINAL_NORM + ".weight"], p[FINAL_NORM + ".bias"], eps)  # (B, T, C)
 
         pooled = c_pd = c_pt = None
         backend.scope = "pooler forward"
         if self.add_pooling_layer:
             h, c_pd = K.linear_forward(x[:, 0], p["pooler.dense.weight"], p["pooler.dense.bias"])  # (B, C)
             pooled, c_pt = K.tanh_forward(h)
-        self._cache = BertModelCache(embeddings, layer_caches, c_pd, c_pt, ids.shape)
+        self._cache = BertModelCache(embeddings, layer_caches, c_pd, c_pt, ids.shape, c_final)
         attentions = [lc.attention.sdpa.probs for lc in layer_caches] if output_attentions else None
         return BertModelOutput(x, pooled, attentions)
 
@@ -199,7 +219,11 @@ class BertModel(Module):
         K, c, p = backend.ops, self.config, self.params
         pre = f"encoder.layer.{i}."
         backend.scope = f"encoder.layer.{i} forward"
-        return getattr(K, "encoder_layer_forward", encoder_layer_forward)(
+        # pre-LN (not BERT) always runs layers/pre_ln_encoder_layer.py's pair, on the backend's kernels; a
+        # set_backend(module)'s own encoder_layer_forward is the post-LN capstone, so it is not used then
+        layer = (pre_ln_encoder_layer_forward if c.layer_norm_position == "pre"
+                 else getattr(K, "encoder_layer_forward", encoder_layer_forward))
+        return layer(
             x, *(p[pre + name] for name in LAYER_PARAMETERS.values()), mask_add, c.num_attention_heads,
             c.hidden_act, c.layer_norm_eps, c.hidden_dropout_prob, c.attention_probs_dropout_prob,
             rng=self.dropout_rng, training=self.training, ops=K)
@@ -209,7 +233,9 @@ class BertModel(Module):
         parameter gradients into ``grads`` and returns the gradient of the layer's input, (B, T, C)."""
         pre = f"encoder.layer.{i}."
         backend.scope = f"encoder.layer.{i} backward"
-        dx, *dparams = getattr(backend.ops, "encoder_layer_backward", encoder_layer_backward)(dout, cache)
+        layer = (pre_ln_encoder_layer_backward if self.config.layer_norm_position == "pre"
+                 else getattr(backend.ops, "encoder_layer_backward", encoder_layer_backward))
+        dx, *dparams = layer(dout, cache)
         for name, g in zip(LAYER_PARAMETERS.values(), dparams):
             self._acc(pre + name, g)
         return dx
@@ -238,6 +264,12 @@ class BertModel(Module):
             self._acc("pooler.dense.weight", dw)
             self._acc("pooler.dense.bias", db)
             dx[:, 0] += dfirst
+        if cache.final_norm is not None:
+            # forward: x = LayerNorm(x) after the last pre-LN layer
+            backend.scope = "encoder.final_layer_norm backward"
+            dx, dw, db = K.layernorm_backward(dx, cache.final_norm)
+            self._acc(FINAL_NORM + ".weight", dw)
+            self._acc(FINAL_NORM + ".bias", db)
         for i in reversed(range(c.num_hidden_layers)):
             dx = self._layer_backward(i, dx, cache.layers[i])
         # forward: x = dropout(LayerNorm(word + token_type + position))
@@ -292,7 +324,7 @@ class BertWithHead(Module):
         c = self.config
         return (f"{type(self).__name__}(L={c.num_hidden_layers}, C={c.hidden_size}, A={c.num_attention_heads}, "
                 f"K={c.num_labels}, V={c.vocab_size}, params={self.num_parameters():,}, "
-                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'})")
+                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'}{_experiments(c)})")
 
     # -- the losses, for gradient accumulation ---------------------------------------------------
     # ``out.loss = sum(weight * term)``, each term a mean over some count of predictions.  Splitting a
@@ -385,7 +417,7 @@ class BertForPreTraining(BertWithHead):
         c = self.config
         return (f"BertForPreTraining(L={c.num_hidden_layers}, C={c.hidden_size}, A={c.num_attention_heads}, "
                 f"F={c.intermediate_size}, V={c.vocab_size}, params={self.num_parameters():,}, "
-                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'})")
+                f"dtype={self.dtype.name}, {'train' if self.training else 'eval'}{_experiments(c)})")
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
                 next_sentence_label=None, output_attentions=False):

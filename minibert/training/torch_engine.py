@@ -46,7 +46,7 @@ try:
 except ImportError as e:  # the extra is not installed: say how to install it
     raise ImportError(f"{INSTALL_HINT} ({e})") from e
 
-from ..files import atomic_write_bytes, load_checkpoint, save_checkpoint
+from ..files import atomic_write_bytes, check_exportable, load_checkpoint, save_checkpoint
 from ..layers.cross_entropy import IGNORE_INDEX
 from ..optim import linear_warmup_decay, no_weight_decay
 from .loop import RunResult, _truncate_log, progress_bar, split_batch
@@ -60,6 +60,7 @@ def hf_model(model, dtype=torch.float32, device="cpu"):
     """transformers' ``BertForPreTraining`` holding a copy of minibert ``model``'s weights (same names,
     same (out, in) layouts; the MLM decoder tied to the word embeddings as in BERT)."""
     c = model.config
+    check_exportable(c, "the torch engine (transformers' BertForPreTraining)")
     hf_config = transformers.BertConfig(**c.to_dict())
     hf_config._attn_implementation = "eager"  # the textbook attention minibert writes out
     hf = transformers.BertForPreTraining(hf_config).to(dtype)
