@@ -130,3 +130,16 @@ def test_a_pre_ln_model_refuses_transformers_export_with_a_clear_error(tmp_path)
     from minibert.training.torch_engine import hf_model
     with pytest.raises(ValueError, match="torch engine.*not BERT"):
         hf_model(model)
+
+
+def test_trace_of_a_pre_ln_model_names_the_final_layer_norm_and_covers_every_parameter():
+    """``minibert.trace`` records whatever the model runs: on a pre-LN model, the final LayerNorm's
+    steps appear, every parameter gets its gradient in the backward, and the sums are the model's."""
+    from minibert.classroom.trace import trace
+    cfg = tiny_pre_ln_config()
+    model = minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)
+    steps = trace(model, **make_batch(cfg, B=2, T=7, seed=1))
+    assert {p for s in steps.backward for p in s.grads} == {n for n, _, _ in model.named_parameters()}
+    for name, _, grad in model.named_parameters():
+        assert np.array_equal(steps.param_grad(name), grad), name
+    assert any(s.name == "bert." + FINAL_NORM and "bert." + FINAL_NORM + ".weight" in s.grads for s in steps.backward)
