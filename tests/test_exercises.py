@@ -388,6 +388,67 @@ def test_monkeypatching_the_grader_does_not_reach_the_caller(tmp_path):
     assert gc.rel_error is before
 
 
+
+# A wrong db (a mean, not a sum) plus, at import time, patches that would hide it if the comparisons ran
+# next to the student's code: the grader's rel_error, numpy's comparisons, the references themselves.
+_WRONG_DB = ("    db = dout2.sum(axis=0)", "    db = dout2.mean(axis=0)")
+_CHEATS = {
+    "rel_error": """
+import sys, minibert.gradcheck, minibert.classroom.grader
+minibert.gradcheck.rel_error = lambda a, b: 0.0
+for _m in (minibert.classroom.grader, sys.modules["__main__"]):  # the grader, imported or run with -m
+    _m.rel_error = lambda a, b: 0.0
+""",
+    "numpy and the references": """
+import sys, numpy, minibert.layers.linear, minibert.gradcheck, minibert.classroom.grader
+numpy.allclose = lambda *a, **k: True
+minibert.layers.linear.linear_backward = linear_backward          # the reference is now the wrong db
+minibert.layers.linear.linear_forward = linear_forward
+minibert.gradcheck.numerical_gradient = lambda f, x, dout: None   # no finite differences either
+for _m in (minibert.classroom.grader, sys.modules["__main__"]):
+    _m.numerical_gradient = lambda f, x, dout: None
+""",
+}
+
+
+@pytest.mark.parametrize("cheat", list(_CHEATS))
+def test_a_submission_that_patches_the_grader_still_loses_the_points_of_its_wrong_arrays(tmp_path, cheat):
+    """The student's process only computes the student's arrays; the references, the finite differences
+    and every comparison run in the grader's process, which never imports the student's file, so no
+    patch made there (the grader's rel_error, numpy's allclose, the reference layer and the finite
+    differences) can turn a wrong db into a right one.  Seen to fail (4/4 points, for both cheats) when the
+    comparisons ran in the student's process as before."""
+    text = X.source_text("linear").replace(*_WRONG_DB) + _CHEATS[cheat]
+    (tmp_path / "linear.py").write_text(text)
+    [rec] = G.check(["linear"], tmp_path, out=lambda *a: None)
+    assert not rec["passed"] and "db" in rec["wrong"], rec["summary"]
+    assert {i["item"]: i["points"] for i in rec["items"]} == {"out": 1, "dx": 1, "dw": 1, "db": 0}
+
+
+def test_a_submission_that_changes_the_graders_inputs_is_not_graded(tmp_path):
+    """The student's process must call the student's functions on the grader's inputs (a digest of every
+    call's inputs is compared): a file that swaps the library's table of cases for its own scores zero."""
+    text = X.source_text("linear") + """
+import numpy as np, minibert.layers.linear as L
+_cases = L.gradcheck_cases
+L.gradcheck_cases = lambda rng: _cases(np.random.default_rng(12345))
+"""
+    (tmp_path / "linear.py").write_text(text)
+    [rec] = G.check(["linear"], tmp_path, out=lambda *a: None)
+    assert rec["points"] == 0 and not rec["passed"]
+    assert any("other inputs than the grader's" in e for e in rec["errors"]), rec["errors"]
+
+
+def test_the_student_file_runs_only_in_the_student_process(tmp_path):
+    import os
+    marker = tmp_path / "pid.txt"
+    text = X.source_text("linear") + f"\nimport os\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\n"
+    (tmp_path / "linear.py").write_text(text)
+    [rec] = G.check(["linear"], tmp_path, out=lambda *a: None)
+    assert rec["points"] == rec["max_points"] == 4
+    pids = marker.read_text().split()
+    assert len(pids) == 1 and pids[0] != str(os.getpid())
+
 def test_check_writes_points_per_array_as_json_and_csv(tmp_path, capsys):
     import csv
     text = X.source_text("layernorm").replace("    db = dout.reshape(-1, C).sum(axis=0)",

@@ -16,6 +16,20 @@ A few exercises add checks that are not gradient checks (``EXTRA_CHECKS``: softm
 the embedding's padding row), and the backprop-ninja exercise, which is not a layer, is graded step by
 step.  An exercise passes when every array is within ``rel_error < 1e-7`` of both (a gradient that is
 exactly 0 for every input, such as attention's key bias, within ``1e-10`` of 0).
+
+**Two processes.**  A student's file is never imported by the grader.  ``grade(name, directory)`` runs
+the grading flow twice on the same seed: in a fresh Python process (``_Recorder``, killed after
+``--timeout`` seconds) that imports the student's file and only *calls* the student's functions -- the
+forward outputs, the backward's gradients, the AdamW states, the masking's raw draws, the capstone's
+loss curve -- and sends back, for every call, a digest of its inputs and its outcome as plain data (an
+.npz read with ``allow_pickle=False``: arrays, and JSON for the rest); and here (``_Replayer``), where
+the same flow computes the references, the finite differences, every comparison and the points, each
+student call replaced by the recorded outcome.  A call made on other inputs than the grader's (the
+digests differ), out of order or missing is not graded.  The student's process reports each function's
+``__code__.co_filename``; the foreign-code rule (a re-export scores zero) is decided here.  Whatever a
+submission patches in its own process (``rel_error``, numpy, the references, this grader) changes only
+what that process sends back, never how it is judged.  Not prevented: a student function that calls
+the library's reference internally (``foreign_reason`` sees only where the function itself is defined).
 """
 import copy
 import csv
@@ -93,15 +107,23 @@ class _Grader:
         self.own_code_only = own_code_only  # False only when grading the library's own module
         self.rng = np.random.default_rng(seed)
         self.case = ""
+        self.student_file = getattr(module, "__file__", None)
 
     # -- calling student code ----------------------------------------------------------------------
-    def student(self, fname):
+    judges = True  # False in the student's process (``_Recorder``): it computes, the parent judges
+
+    def lookup(self, fname):
+        """(the student's function or a stand-in for it, ``function_info`` of it)."""
         fn = getattr(self.m, fname, None)
-        if not callable(fn):
-            self.r.errors.append(f"{fname} is missing from {Path(getattr(self.m, '__file__', '?')).name}")
+        return fn, function_info(fn)
+
+    def student(self, fname):
+        fn, info = self.lookup(fname)
+        if info["missing"]:
+            self.r.errors.append(f"{fname} is missing from {Path(self.student_file or '?').name}")
             self.r.say(f"  {fname}: missing (keep the function names of the exercise)")
             return None
-        problem = self.own_code_only and foreign_function(fn, fname, getattr(self.m, "__file__", None))
+        problem = self.own_code_only and foreign_reason(info, fname, self.student_file)
         if problem:
             if fname not in self.r.foreign:
                 self.r.foreign.append(fname)
@@ -115,23 +137,37 @@ class _Grader:
         if fn is None:
             return False, None
         self.producer = label  # the function whose results the next comparisons check
-        try:
-            return True, fn(*copy.deepcopy(args), **kwargs)  # copies: a student may write into inputs
-        except NotImplementedError as e:
+        status, value = self.invoke(label, fn, args, kwargs)
+        if status == "ok":
+            return True, value
+        if status == "todo":
             self.r.todo.append(label)
-            self.r.say(f"  {label}: not implemented yet ({str(e).splitlines()[0] if str(e) else 'NotImplementedError'})")
-        except Exception as e:  # noqa: BLE001 -- a student's bug of any kind is a grade, not a crash
-            where = _student_frame(e, getattr(self.m, "__file__", ""))
-            msg = f"{label}: {type(e).__name__}: {e}{where}"
-            self.r.errors.append(msg)
-            self.r.say(f"  {msg}")
+            self.r.say(f"  {label}: not implemented yet ({value})")
+        else:
+            self.r.errors.append(value)
+            self.r.say(f"  {value}")
         return False, None
+
+    def invoke(self, label, fn, args, kwargs):
+        """("ok", the value), ("todo", the message) or ("error", the message) of one student call."""
+        try:
+            return "ok", fn(*copy.deepcopy(args), **kwargs)  # copies: a student may write into inputs
+        except NotImplementedError as e:
+            return "todo", str(e).splitlines()[0] if str(e) else "NotImplementedError"
+        except Exception as e:  # noqa: BLE001 -- a student's bug of any kind is a grade, not a crash
+            return "error", f"{label}: {type(e).__name__}: {e}{_student_frame(e, self.student_file or '')}"
+
+    def numerical(self, f, x, dout):
+        """Centered finite differences of the reference ``f`` (only where the grade is decided)."""
+        return numerical_gradient(f, x, dout) if self.judges else None
 
     # -- comparing ---------------------------------------------------------------------------------
     def compare(self, label, got, want, numerical=None, tol=GRAD_TOL, zero=False):
         """One report line for one array: vs the reference ``want`` and, for gradients, vs the finite
         differences ``numerical``.  ``zero``: the true value is exactly 0 for every input (attention's
         key bias), so ``got`` must be below ``ZERO_TOL`` (a relative error would compare two noises)."""
+        if not self.judges:
+            return None
         self.r.checked += 1
         self.r.checks.append([label, self.case, False, getattr(self, "producer", "")])
         try:
@@ -169,6 +205,8 @@ class _Grader:
 
     def verdict(self, label, ok, message):
         """One check that is not a comparison of arrays (a statistic, a property of every draw)."""
+        if not self.judges:
+            return None
         self.r.checked += 1
         self.r.checks.append([label, self.case, bool(ok), getattr(self, "producer", "")])
         self.r.say(f"  {label:24s} | {message}  {'ok' if ok else 'WRONG'}")
@@ -220,7 +258,7 @@ class _Grader:
             return
         for name, x, g, want in zip(case.grad_names, inputs, got, ref):
             zero = name in case.zero
-            num = None if zero else numerical_gradient(lambda: r_fwd(*inputs)[0], x, dout)
+            num = None if zero else self.numerical(lambda: r_fwd(*inputs)[0], x, dout)
             self.compare(name, g, want, num, zero=zero)
 
 
@@ -322,7 +360,7 @@ def _grade_attention_ninja(g):
                 fwd = lambda: L.attention_forward(x, *params, mask, A)[0]  # noqa: E731
                 for i, (name, want) in enumerate(zip(_ATT_NAMES, lib)):
                     zero = name[1:] in NINJA_ZEROS
-                    num = None if zero else numerical_gradient(fwd, inputs[i], dout)
+                    num = None if zero else g.numerical(fwd, inputs[i], dout)
                     g.compare(name, grads.get(name[1:]) if isinstance(grads, dict) else None, want, num, zero=zero)
     # part 2: the fused softmax backward
     g.section("softmax_fused_backward: steps 4-9 in one line")
@@ -342,9 +380,9 @@ def _grade_adamw(g):
     params, grads, lrs = ref.adamw_cases(g.rng, lrs)
     want = ref.adamw_steps(ref.adamw_update, params, grads, lrs)
     g.section(f"6 steps, learning rates {', '.join(f'{lr:g}' for lr in lrs)} (linear_warmup_decay(s, 6, 2, 1e-2))")
-    # the update works in place: called through a closure, so the grader's copies are the ones updated
-    ok, got = g.call("adamw_update", fn and (lambda: ref.adamw_steps(fn, params, grads, lrs)))
-    if not ok:
+    # the update works in place: run on the (copied) inputs by the reference's loop of steps
+    ok, got = g.call("adamw_update", fn and (lambda p, gs, ls: ref.adamw_steps(fn, p, gs, ls)), params, grads, lrs)
+    if not ok or not g.judges:
         return
     names = {"weight": "weight (decayed)", "bias": "bias (not decayed)"}
     for (t, mine), (_, ref_t) in zip(got, want):
@@ -361,10 +399,27 @@ def _grade_masking(g):
     from ..data import pretraining as ref
     fn = g.student("create_masked_lm_predictions")
     g.section(f"{ref.MASKING_DRAWS} draws on [CLS] + 10 words + [SEP] + 8 words + [SEP] + 2 [PAD], masked_lm_prob 0.15")
-    ok, rows = g.call("create_masked_lm_predictions", fn and (lambda: ref.masking_statistics(fn)))
-    if ok:
+    # the student's process only draws (every draw's tokens, positions and labels); the statistics are
+    # computed here, by masking_statistics replaying those draws in order
+    ok, draws = g.call("create_masked_lm_predictions", fn and (lambda: _masking_draws(ref, fn)))
+    if ok and g.judges:
+        replay = iter(draws if isinstance(draws, list) else [])
+        rows = ref.masking_statistics(lambda *args: next(replay))
         for item, good, message in rows:
             g.verdict(item, good, message)
+
+
+def _masking_draws(ref, fn):
+    """[(tokens, positions, labels)] of ``fn`` over the draws of ``masking_statistics``, as plain lists."""
+    draws = []
+
+    def record(*args):
+        out = fn(*args)
+        tokens, positions, labels = out
+        draws.append([list(tokens), [int(p) for p in positions], list(labels)])
+        return out
+    ref.masking_statistics(record)
+    return draws
 
 
 def _capstone_curve(g):
@@ -376,10 +431,33 @@ def _capstone_curve(g):
     if fwd is None or bwd is None:
         return
     mine = types.SimpleNamespace(encoder_layer_forward=fwd, encoder_layer_backward=bwd, __name__="your encoder layer")
-    ok, run = g.call("train_side_by_side", capstone.train_side_by_side, mine, steps=capstone.CHECK_STEPS)
-    if ok:
-        g.r.say(f"  {run!r}")
-        g.compare("loss_curve", run.student, run.reference, tol=capstone.COINCIDE_TOL / 10)
+    # the student's process trains on the student's layer only; the reference curve is trained here
+    ok, curve = g.call("train_side_by_side", lambda: _train_curve(mine, capstone.CHECK_STEPS))
+    if ok and g.judges:
+        reference = _train_curve(None, capstone.CHECK_STEPS)
+        try:
+            g.r.say(f"  {capstone.SideBySide(reference, np.asarray(curve, dtype=np.float64), 'your encoder layer')!r}")
+        except (TypeError, ValueError):
+            pass
+        g.compare("loss_curve", curve, reference, tol=capstone.COINCIDE_TOL / 10)
+
+
+def _train_curve(namespace, steps, seed=0, lr=2e-3, num_batches=8, batch_size=8):
+    """The loss curve of ``capstone.train_side_by_side``'s tiny BERT on ``namespace``'s layer functions
+    (None: the references) -- one side of it; the caller's backend is restored afterwards."""
+    from . import capstone
+    from .. import backend
+    batches, vocab_size = capstone.pretraining_batches(num_batches, batch_size,
+                                                       capstone.CAPSTONE_CONFIG["max_position_embeddings"], seed)
+    saved_ops, saved_state = dict(vars(backend.ops)), (backend._current, backend._custom_table)
+    try:
+        backend.set_backend("numpy" if namespace is None else namespace)
+        with np.errstate(all="ignore"):  # a wrong backward may blow up: that is a result, not a crash
+            return capstone._train(steps, batches, vocab_size, seed, lr, max(1, steps // 10))
+    finally:
+        backend.ops.__dict__.clear()
+        backend.ops.__dict__.update(saved_ops)
+        backend._current, backend._custom_table = saved_state
 
 
 # exercise -> what it checks beyond its table of gradient checks (the ninja has no table: all of it)
@@ -397,23 +475,38 @@ EXTRA_CHECKS = {
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # minibert/
 
 
-def foreign_function(fn, fname, student_file=None):
-    """Why ``fn`` is not the student's own code (a message: it scores zero), or "" if it is.
+def function_info(fn):
+    """What the foreign-code rule needs to know of ``fn``, as plain data (the student's process sends it):
+    ``missing`` (not a callable), ``has_code`` (a Python function), ``filename`` (``__code__.co_filename``),
+    ``module`` and ``type``."""
+    code = getattr(fn, "__code__", None)
+    return {"missing": not callable(fn), "has_code": code is not None, "type": type(fn).__name__,
+            "filename": getattr(code, "co_filename", None), "module": getattr(fn, "__module__", None)}
+
+
+def foreign_reason(info, fname, student_file=None):
+    """Why the function described by ``info`` (``function_info``) is not the student's own code (a
+    message: it scores zero), or "" if it is.
 
     A function whose code lives in the minibert package is the library's reference re-exported
     (``from minibert.layers.linear import *``); a function defined in another file than the student's
     (when ``student_file`` is known) is not the student's work either.  Notebook cells have no file of
     their own, so there only the first rule applies."""
-    code = getattr(fn, "__code__", None)
-    if code is None:  # a builtin, a functools.partial, a C function: not something a student wrote
-        return f"{fname} is not a function written in your file ({type(fn).__name__}): it scores zero"
-    where = Path(code.co_filename).resolve() if not code.co_filename.startswith("<") else None
+    if not info.get("has_code") or not isinstance(info.get("filename"), str):
+        return f"{fname} is not a function written in your file ({info.get('type')}): it scores zero"
+    filename = info["filename"]
+    where = Path(filename).resolve() if not filename.startswith("<") else None
     if where is not None and _PACKAGE_DIR in where.parents:
         return (f"{fname} is minibert's own reference ({where.relative_to(_PACKAGE_DIR.parent)}), imported into "
                 "your code, not your implementation: it scores zero. Write the function yourself.")
     if student_file and where is not None and where != Path(student_file).resolve():
         return f"{fname} is defined in {where}, not in your file {Path(student_file).name}: it scores zero"
     return ""
+
+
+def foreign_function(fn, fname, student_file=None):
+    """``foreign_reason`` of the function ``fn`` itself."""
+    return foreign_reason(function_info(fn), fname, student_file)
 
 
 def load_module(path, name):
@@ -424,25 +517,44 @@ def load_module(path, name):
     return module
 
 
-def grade_module(name, module, seed=0, own_code_only=True):
+def grade_module(name, module, seed=0, own_code_only=True, grader=None):
     """Grade exercise ``name`` on the functions of ``module`` (any object with them as attributes: a
-    module, a notebook's namespace); returns a ``Result``."""
+    module, a notebook's namespace) in this process; returns a ``Result``.  ``grader``: the class that
+    runs the checks (``_Grader``: call and compare here; the split ones are ``_Recorder``/``_Replayer``)."""
     exercise_names([name])
     result = Result(name)
+    g = (grader or _Grader)(result, module, seed, own_code_only=own_code_only)
+    try:
+        _run_checks(name, g)
+    except _Tampered as e:
+        result.errors.append(str(e))
+        result.say(f"  {e}")
+    except Exception as e:  # noqa: BLE001 -- malformed values sent back by the student's process
+        if not isinstance(g, _Replayer):
+            raise
+        msg = f"the student's process sent back values the grader cannot read ({type(e).__name__}: {e})"
+        result.errors.append(msg)
+        result.say(f"  {msg}")
+    return result
+
+
+def _run_checks(name, g):
+    """The grading flow of exercise ``name`` on the grader ``g``: the library's table, then the extras."""
     reference = importlib.import_module(EXERCISES[name].module)
-    g = _Grader(result, module, seed, own_code_only=own_code_only)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if hasattr(reference, "gradcheck_cases"):  # the library's table, hidden cases included
             for case in reference.gradcheck_cases(g.rng):
                 g.grade_case(case)
         if name in EXTRA_CHECKS:
             EXTRA_CHECKS[name](g)
-    return result
 
 
-def grade(name, directory=None, seed=0):
-    """Grade one exercise in this process; ``directory`` holds the student's ``NAME.py`` (None: the
-    library's own module).  ``check`` runs this in a subprocess with a time limit."""
+def grade(name, directory=None, seed=0, timeout=None):
+    """Grade one exercise; ``directory`` holds the student's ``NAME.py`` (None: the library's own module,
+    graded in this process).  A student's file is never imported here: a fresh Python process
+    (``_student_process``, killed after ``timeout`` seconds, default ``TIME_LIMIT``) imports it and
+    runs the student's functions on the grader's inputs, and sends back plain arrays; this process
+    computes the references, the finite differences and every comparison (``_Replayer``)."""
     exercise_names([name])
     path = source_path(name) if directory is None else Path(directory) / f"{name}.py"
     if not path.is_file():
@@ -451,15 +563,252 @@ def grade(name, directory=None, seed=0):
         return result
     if directory is None:
         return grade_module(name, importlib.import_module(EXERCISES[name].module), seed, own_code_only=False)
+    timeout = TIME_LIMIT if timeout is None else timeout
     try:
-        module = load_module(path, name)
-    except Exception as e:  # noqa: BLE001 -- a syntax error in a student's file is a grade
+        record = _student_process(name, path.resolve(), seed, timeout)
+    except _ProcessFailed as e:
         result = Result(name)
-        detail = f"{type(e).__name__}: {e}"
+        result.errors.append(str(e))
+        result.say("  " + str(e))
+        return result
+    if record.get("import_error"):
+        result = Result(name)
+        detail = str(record["import_error"])
         result.errors.append(f"cannot import {path.name}: {detail}")
         result.say(f"  cannot import {path}: {detail}")
         return result
-    return grade_module(name, module, seed)
+    stand_in = types.SimpleNamespace(__file__=str(path.resolve()), _minibert_record=record)
+    return grade_module(name, stand_in, seed, grader=_Replayer)
+
+
+# ---- the two processes: the student's computes, the grader's judges --------------------------------
+
+class _Tampered(Exception):
+    """The student's process did not make the calls the grader's flow makes, on the grader's inputs."""
+
+
+class _ProcessFailed(Exception):
+    """The student's process timed out or died without a record."""
+
+
+class _Opaque:
+    """A value the student's process could not send as plain data (a cache object, a generator...)."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<{self.type_name} from the student's process>"
+
+
+class _StandIn:
+    """The parent's stand-in for a student function: never called (``_Replayer.invoke`` replays)."""
+
+    def __init__(self, name):
+        self.__name__ = name
+
+    def __call__(self, *args, **kwargs):
+        raise _Tampered(f"the grader tried to run the student's {self.__name__} in its own process")
+
+
+_MAX_DEPTH = 32
+
+
+def _encode(value, arrays, depth=0):
+    """``value`` as JSON-able data with tagged containers; ndarrays go to ``arrays`` (saved in an .npz,
+    never pickled); anything else becomes an opaque type name."""
+    if depth > _MAX_DEPTH:
+        return {"t": "opaque", "type": "too deeply nested"}
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)) and type(value) in (int, float):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biufcU":
+        return _encode(value.item(), arrays, depth + 1)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufcU":
+        arrays.append(np.ascontiguousarray(value))
+        return {"t": "array", "i": len(arrays) - 1}
+    if isinstance(value, (tuple, list)):
+        return {"t": "tuple" if isinstance(value, tuple) else "list", "v": [_encode(v, arrays, depth + 1) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, (str, int)) and type(k) in (str, int) for k in value):
+        return {"t": "dict", "k": list(value), "v": [_encode(v, arrays, depth + 1) for v in value.values()]}
+    return {"t": "opaque", "type": type(value).__name__}
+
+
+def _decode(data, arrays):
+    if not isinstance(data, dict):
+        return data
+    kind = data.get("t")
+    if kind == "array":
+        return arrays[f"a{int(data['i'])}"]
+    if kind in ("tuple", "list"):
+        items = [_decode(v, arrays) for v in data["v"]]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "dict":
+        return dict(zip(data["k"], (_decode(v, arrays) for v in data["v"])))
+    return _Opaque(str(data.get("type")))
+
+
+def _fingerprint(value, produced, depth=0):
+    """A digest of the grader's inputs to one call (arrays by their bytes, numbers by value, other
+    objects by type), equal in both processes when the student's process used the grader's inputs.
+    Values a student call returned (``produced``: their ids) are the student's own: not digested."""
+    import hashlib
+    h = hashlib.sha256()
+
+    def walk(v, d):
+        if id(v) in produced:
+            h.update(b"<student value>")
+        elif d > _MAX_DEPTH:
+            h.update(b"<deep>")
+        elif isinstance(v, np.ndarray):
+            h.update(f"nd{v.dtype.str}{v.shape}".encode())
+            if v.dtype.kind in "biufcU":
+                h.update(np.ascontiguousarray(v).tobytes())
+        elif v is None or isinstance(v, (bool, int, float, str, np.generic)):
+            h.update(f"{type(v).__name__}:{v!r};".encode())
+        elif isinstance(v, (tuple, list)):
+            h.update(f"{type(v).__name__}[".encode())
+            for x in v:
+                walk(x, d + 1)
+            h.update(b"]")
+        elif isinstance(v, dict):
+            h.update(b"{")
+            for k, x in v.items():
+                h.update(f"{k!r}:".encode())
+                walk(x, d + 1)
+            h.update(b"}")
+        else:
+            h.update(f"<{type(v).__name__}>".encode())
+    walk(value, depth)
+    return h.hexdigest()
+
+
+class _Recorder(_Grader):
+    """The grader in the student's process: runs the student's functions on the inputs of the grading
+    flow and records, in order, each call's digest of inputs and its outcome; judges nothing."""
+    judges = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lookups, self.calls, self.arrays, self.produced, self._keep = {}, [], [], set(), []
+
+    def lookup(self, fname):
+        fn, info = super().lookup(fname)
+        self.lookups[fname] = info
+        return fn, info
+
+    def invoke(self, label, fn, args, kwargs):
+        digest = _fingerprint((args, kwargs), self.produced)
+        status, value = super().invoke(label, fn, args, kwargs)
+        entry = {"label": label, "inputs": digest, "status": status}
+        if status == "ok":
+            entry["value"] = _encode(value, self.arrays)
+            self._remember(value)
+        else:
+            entry["message"] = str(value)
+        self.calls.append(entry)
+        return status, value
+
+    def _remember(self, value):
+        _remember(self, value)
+
+
+def _remember(g, value):
+    """Mark ``value`` (and its items) as the student's: ``_fingerprint`` does not digest them.  Kept
+    alive, so that no other object reuses their ids; numbers, strings and None are values, not objects
+    of the student's (they may be shared, interned, with the grader's own)."""
+    for v in [value] + (list(value) if isinstance(value, (tuple, list)) else []):
+        if not (v is None or isinstance(v, (bool, int, float, str))):
+            g._keep.append(v)
+            g.produced.add(id(v))
+
+
+class _Replayer(_Grader):
+    """The grader in the grader's process: the same flow, the references, the finite differences and
+    every comparison computed here, each student call replaced by the recorded outcome of the student's
+    process -- which must have been made on the same inputs (same digest), in the same order."""
+
+    def __init__(self, result, module, seed, own_code_only=True):
+        super().__init__(result, module, seed, own_code_only=own_code_only)
+        record = module._minibert_record
+        self.lookups, self.calls, self.arrays = record.get("lookups") or {}, list(record.get("calls") or []), record["arrays"]
+        self.produced, self._keep, self.position = set(), [], 0
+
+    def lookup(self, fname):
+        info = self.lookups.get(fname)
+        if not isinstance(info, dict):
+            info = function_info(None)
+        info = {**function_info(None), **info}
+        return (None if info["missing"] else _StandIn(fname)), info
+
+    def invoke(self, label, fn, args, kwargs):
+        digest = _fingerprint((args, kwargs), self.produced)
+        if self.position >= len(self.calls):
+            raise _Tampered(f"{label}: the student's process never ran it (its record ends early): not graded")
+        entry = self.calls[self.position]
+        self.position += 1
+        if entry.get("label") != label:
+            raise _Tampered(f"{label}: the student's process ran {entry.get('label')!r} instead: not graded")
+        if entry.get("inputs") != digest:
+            raise _Tampered(f"{label}: the student's process ran it on other inputs than the grader's "
+                            "(a patched library or grader?): not graded")
+        if entry.get("status") != "ok":
+            return ("todo" if entry.get("status") == "todo" else "error"), str(entry.get("message"))
+        value = _decode(entry.get("value"), self.arrays)
+        _remember(self, value)
+        return "ok", value
+
+
+def _run_student(name, path, seed, out):
+    """In the student's process: import ``path``, run the grading flow's student calls (``_Recorder``)
+    and write the record to ``out`` (an .npz: the arrays, and the rest as JSON text; no pickle)."""
+    import sys
+    log = {"lookups": {}, "calls": [], "import_error": None}
+    arrays = []
+    sys.path.insert(0, str(Path(path).parent))  # a student's helper module next to the file imports
+    try:
+        module = load_module(path, name)
+    except BaseException as e:  # noqa: BLE001 -- a syntax error (or a sys.exit) in a student's file is a grade
+        log["import_error"] = f"{type(e).__name__}: {e}"
+    else:
+        g = _Recorder(Result(name), module, seed)
+        try:
+            _run_checks(name, g)
+        except Exception:  # noqa: BLE001 -- the record so far is sent; the grader's replay says what is missing
+            pass
+        log["lookups"], log["calls"], arrays = g.lookups, g.calls, g.arrays
+    payload = {f"a{i}": a for i, a in enumerate(arrays)}
+    payload["__record__"] = np.array(json.dumps(log))
+    with open(out, "wb") as f:
+        np.savez(f, **payload)
+
+
+def _student_process(name, path, seed, timeout):
+    """Run ``_run_student`` in a fresh Python process killed after ``timeout`` seconds; returns its
+    record ({"lookups", "calls", "import_error", "arrays"}), read without unpickling anything."""
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "record.npz"
+        cmd = [sys.executable, "-m", "minibert.classroom.grader", name, str(path), str(out), str(seed)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise _ProcessFailed(f"timed out after {timeout:g} s (an infinite loop? the time limit is --timeout)")
+        if not out.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise _ProcessFailed(f"the grading process died (exit code {proc.returncode}): " + " | ".join(tail))
+        try:
+            with np.load(out, allow_pickle=False) as z:
+                record = json.loads(str(z["__record__"]))
+                if not isinstance(record, dict):
+                    raise ValueError("the record is not a JSON object")
+                record["arrays"] = {k: z[k] for k in z.files if k != "__record__"}
+        except Exception as e:  # noqa: BLE001 -- whatever the student's process wrote, it is not a crash here
+            raise _ProcessFailed(f"the grading process wrote an unreadable record ({type(e).__name__}: {e})")
+    return record
 
 
 # ---- points: one per graded item (an array of a layer, a step of the ninja) ------------------------
@@ -532,24 +881,10 @@ TIME_LIMIT = 120.0  # seconds per exercise; the slowest (attention) grades in a 
 
 
 def grade_in_subprocess(name, directory, timeout=TIME_LIMIT):
-    """``grade(name, directory)`` in a fresh Python process, killed after ``timeout`` seconds; returns
-    the record of ``result_record``.  The student's code never runs in the caller's process."""
-    import subprocess
-    import sys
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "minibert.classroom.grader", name, str(Path(directory).resolve()), str(out)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return _failed_record(name, f"timed out after {timeout:g} s (an infinite loop? the time limit is "
-                                        f"--timeout)")
-        if not out.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            return _failed_record(name, f"the grading process died (exit code {proc.returncode}): "
-                                        + " | ".join(tail))
-        return json.loads(out.read_text())
+    """``grade(name, directory)`` as the record of ``result_record``: the student's file runs in a fresh
+    Python process killed after ``timeout`` seconds, which only computes the student's outputs; the
+    comparisons and the points are made in the caller's process, which never imports the student's code."""
+    return result_record(grade(name, directory, timeout=timeout))
 
 
 def _failed_record(name, message):
@@ -561,8 +896,9 @@ def _failed_record(name, message):
 
 def check(names=None, directory=None, out=print, verbose=True, timeout=TIME_LIMIT, student=""):
     """Grade ``names`` (default: all) and print the report; returns one record per exercise
-    (``result_record``).  A student's directory is graded one exercise per subprocess, each killed
-    after ``timeout`` seconds; the reference (``directory`` None) in this process."""
+    (``result_record``).  A student's directory is graded one exercise at a time (``grade``: the student's
+    code runs in a subprocess killed after ``timeout`` seconds, the comparisons here); the reference
+    (``directory`` None) in this process."""
     names = exercise_names(names)
     records = []
     for name in names:
@@ -631,8 +967,6 @@ def check_class(class_dir, names=None, csv_path=None, out=print, timeout=TIME_LI
     return records
 
 
-if __name__ == "__main__":  # the subprocess of grade_in_subprocess: NAME DIRECTORY OUT.json
+if __name__ == "__main__":  # the student's process of grade: NAME STUDENT_FILE OUT.npz SEED
     import sys
-    _name, _dir, _out = sys.argv[1:4]
-    _rec = result_record(grade(_name, _dir))
-    Path(_out).write_text(json.dumps(_rec), encoding="utf-8")
+    _run_student(sys.argv[1], sys.argv[2], int(sys.argv[4]), sys.argv[3])
