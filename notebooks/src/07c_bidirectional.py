@@ -18,8 +18,10 @@
 #
 # $$
 # \text{allowed}[b, i, j] = [\,j \le i\,] \wedge \text{mask}[b, j],
-# \qquad
-# \text{mask\_add}[b, 0, i, j] = \begin{cases} 0 & \text{allowed} \\ \texttt{finfo.min} & \text{otherwise,}\end{cases}
+# $$
+#
+# $$
+# \mathtt{mask\_add}[b, 0, i, j] = \begin{cases} 0 & \text{allowed} \\ \mathtt{finfo.min} & \text{otherwise,}\end{cases}
 # $$
 #
 # added to the scores before the softmax, as the padding mask already was (lesson 03). transformers
