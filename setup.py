@@ -24,9 +24,6 @@ setup(
         # `minibert pretrain --engine torch`: the same recipe on PyTorch + transformers, in one process or
         # many (minibert/training/torch_engine.py is the only module that imports them; docs/scaling.md)
         "torch": ["torch==2.13.0", "transformers>=4.40"],
-        # What only the tests need, on top of install_requires (which has pytest and safetensors): the
-        # oracles, xdist for `./run test`, and what runs the notebooks. torch is pinned exactly: on our
-        # machines 2.13.0 is a local CPU wheel, any other version pulls a multi-GB CUDA build.
         # The book (./run book, book/build.py): MkDocs with Material, mkdocs-jupyter for the lessons,
         # mkdocstrings for the API reference; Playwright's Python API drives Debian's chromium in its test.
         "book": [
@@ -39,6 +36,9 @@ setup(
             "ipykernel>=6",
             "playwright>=1.40",
         ],
+        # What only the tests need, on top of install_requires (which has pytest and safetensors): the
+        # oracles, xdist for `./run test`, and what runs the notebooks. torch is pinned exactly: on our
+        # machines 2.13.0 is a local CPU wheel, any other version pulls a multi-GB CUDA build.
         "test": [
             "minibert[book]",  # tests/test_book.py builds the book and opens it in Chromium
             "pytest-xdist>=3",
