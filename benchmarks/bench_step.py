@@ -3,6 +3,7 @@
     python benchmarks/bench_step.py                 # everything: ~10 minutes on 2 cores
     python benchmarks/bench_step.py --quick         # BERT-Tiny only, fewer steps: ~2 minutes
     python benchmarks/bench_step.py --steps 20 --sizes tiny,mini --threads 2
+    python benchmarks/bench_step.py --rounds 0      # skip the one-process-per-side timing
 
 What it measures, in one process, on one batch (B=32, T=128, V=8192, 15% of positions masked):
 
@@ -19,9 +20,23 @@ machine hits all of them alike; each figure is the median over the timed steps, 
 step, "(min)", is shown too: on a shared machine it is the better estimate of the undisturbed speed.
 MFU uses the fastest step.  Torch, numba and
 BLAS get the same thread count.
+
+In one process the thread pools of numba, OpenBLAS and torch disturb each other, so the steps (1)
+and (2) are also timed as users run them (``--rounds``, default 3): each side in its own fresh
+interpreter, the sides taken in turn (numba, numpy, torch, numba, ...) for several rounds; a process
+warms up, then times its pretraining step and its encoder; each figure is the median over the
+rounds of each process's median step, with the range of those medians.  Both are reported.
+
+The run starts by printing the machine: the CPU model and its vector extensions (from
+/proc/cpuinfo), the BLAS NumPy uses (``numpy.show_config``, and threadpoolctl if installed) and
+torch's, their measured float32 GEMM rate with the same thread count, and the load average, which is
+printed again at the end.
 """
 import argparse
+import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -150,6 +165,97 @@ def alternate(sides, steps, warmup, pause):
     return {name: (float(np.median(ts)), float(np.min(ts))) for name, ts in times.items()}
 
 
+# -- each side in its own process --------------------------------------------------------------------
+def side_probe(side, size, steps, warmup):
+    """Run in a fresh process: one side alone; prints JSON {kind: [seconds per step]} for the
+    pretraining step and the encoder, each after ``warmup`` untimed steps."""
+    batch = make_batch()
+    if side == "torch":
+        import torch
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        makers = (("step", lambda: torch_pretraining(size, batch)), ("encoder", lambda: torch_encoder(size, batch)))
+    else:
+        makers = (("step", lambda: minibert_pretraining(size, side, batch)),
+                  ("encoder", lambda: minibert_encoder(size, side, batch)))
+    out = {}
+    for kind, make in makers:
+        fn = make()
+        for _ in range(warmup):
+            fn()
+        out[kind] = [_timed(fn) for _ in range(steps)]
+    print(json.dumps(out))
+
+
+def separate_processes(sides, size, rounds, steps, warmup, threads):
+    """{side: {kind: [median step of each process]}}: ``rounds`` rounds, one fresh process per side
+    in each, the sides in turn."""
+    res = {side: {"step": [], "encoder": []} for side in sides}
+    for _ in range(rounds):
+        for side in sides:
+            out = subprocess.run([sys.executable, __file__, "--side-probe", side, size, "--steps", str(steps),
+                                  "--warmup", str(warmup), "--threads", str(threads)],
+                                 capture_output=True, text=True, check=True).stdout
+            times = json.loads(out.strip().splitlines()[-1])
+            for kind, ts in times.items():
+                res[side][kind].append(statistics.median(ts))
+    return res
+
+
+# -- the machine -------------------------------------------------------------------------------------
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512dq", "avx512cd", "avx512bw",
+                "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+
+
+def cpu_info():
+    """(model name, vector extensions present, logical CPUs) from /proc/cpuinfo."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model, [x for x in VECTOR_FLAGS if x in flags], os.cpu_count()
+
+
+def blas_info():
+    """One line each on the BLAS of NumPy (and threadpoolctl's view, if installed) and of torch."""
+    import numpy as np
+    lines = []
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]
+        blas = deps.get("blas", {})
+        desc = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        conf = blas.get("openblas configuration")
+        lines.append(f"NumPy {np.__version__} BLAS: {desc}" + (f" ({conf})" if conf else ""))
+    except Exception as e:  # older NumPy: no mode="dicts"
+        lines.append(f"NumPy {np.__version__} BLAS: unknown ({type(e).__name__}: {e})")
+    try:
+        import threadpoolctl
+        for pool in threadpoolctl.threadpool_info():
+            lines.append(f"  threadpoolctl: {pool.get('internal_api')} {pool.get('version')}, "
+                         f"architecture {pool.get('architecture')}, {pool.get('num_threads')} threads, "
+                         f"{os.path.basename(pool.get('filepath', ''))}")
+    except ImportError:
+        lines.append("  (threadpoolctl not installed: no run-time view of the BLAS's kernels)")
+    try:
+        import torch
+        conf = torch.__config__.show()
+        blas = re.findall(r"BLAS_INFO=([^,\s]+)", conf)
+        isa = torch.backends.cpu.get_cpu_capability()
+        lines.append(f"torch {torch.__version__} BLAS: {blas[0] if blas else '?'}; CPU capability {isa}")
+    except Exception as e:
+        lines.append(f"torch BLAS: unknown ({type(e).__name__}: {e})")
+    return lines
+
+
+def load_average():
+    return "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
 # -- FLOPs and the machine's GEMM rate -----------------------------------------------------------------
 def step_flops(size, positions):
     """Matmul FLOPs of one training step (forward x 3): encoder on B*T tokens, MLM head on
@@ -247,16 +353,23 @@ def main():
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (default 0.05)")
     ap.add_argument("--profile", metavar="BACKEND", choices=("numpy", "numba"),
                     help="instead: cProfile 5 pretraining steps of minibert on BACKEND (per --sizes), print the top")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of one fresh process per side, in turn (default 3; 0: skip)")
     ap.add_argument("--memory-probe", nargs=3, metavar=("SIDE", "SIZE", "KIND"), help=argparse.SUPPRESS)
+    ap.add_argument("--side-probe", nargs=2, metavar=("SIDE", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     set_threads(args.threads)
     if args.memory_probe:
         return memory_probe(*args.memory_probe)
+    if args.side_probe:
+        return side_probe(*args.side_probe, args.steps, args.warmup)
     if args.profile:
         return profile(args.profile, args.sizes.split(",")[0], args.steps if args.steps != 10 else 5)
     if args.quick:
         args.sizes, args.steps, args.no_kernels, args.no_memory = "tiny", min(args.steps, 4), True, True
 
+    started = time.time()
+    load_start = load_average()
     import numba
     import numpy as np
     import torch
@@ -264,12 +377,17 @@ def main():
     import minibert
     torch.set_num_threads(args.threads)
     minibert.set_backend("numba")
+    model, vec, ncpu = cpu_info()
+    print(f"CPU: {model}, {ncpu} logical CPUs; vector extensions: {' '.join(vec) or 'none found'}")
+    print("\n".join(blas_info()))
+    print(f"Python {sys.version.split()[0]}, numba {numba.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}, "
           f"BLAS {os.environ['OPENBLAS_NUM_THREADS']} (OPENBLAS_NUM_THREADS); numba layer "
-          f"{numba.config.THREADING_LAYER}; load average {os.getloadavg()[0]:.2f}")
+          f"{numba.config.THREADING_LAYER}")
+    print(f"at the start: {load_start}")
     rates = gemm_rate(args.threads)
     peak = max(rates.values())  # measured again at the end; MFU uses the best rate seen (see the note there)
-    print("fp32 GEMM 2048^3: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    print(f"fp32 GEMM 2048^3, {args.threads} threads: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
 
     batch = make_batch()
     P = int((batch["labels"] != -100).sum())
@@ -309,6 +427,26 @@ def main():
             print(f"{name:16s} {1e3 * s:9.1f} {1e3 * s_min:8.1f} {B * T / s:9.0f} {ref / s:8.2f}x "
                   f"{ref_min / s_min:6.2f}x")
             rows.append((size, "encoder", name, 1e3 * s, ref / s, None))
+        # 1 and 2 again, each side in its own process
+        if args.rounds > 0:
+            procs = ["numba"] + ([] if args.no_numpy else ["numpy"]) + ["torch"]
+            t0 = time.perf_counter()
+            sep = separate_processes(procs, size, args.rounds, args.steps, args.warmup, args.threads)
+            print(f"\n== BERT-{size}: each side in its own process, {args.rounds} rounds of "
+                  f"{len(procs)} processes in turn, {args.steps} steps each after {args.warmup} warm-up "
+                  f"({time.perf_counter() - t0:.0f} s); median over rounds of each process's median "
+                  f"[range of those medians]")
+            print(f"{'':38s} {'ms/step':>9s} {'[range]':>17s} {'tokens/s':>9s} {'vs torch':>9s}")
+            names = {"numba": "minibert-numba", "numpy": "minibert-numpy", "torch": "transformers"}
+            for kind, label in (("step", "full pretraining step"), ("encoder", "encoder fwd + bwd")):
+                ref = statistics.median(sep["torch"][kind])
+                for side in procs:
+                    ms = sep[side][kind]
+                    s = statistics.median(ms)
+                    rng = f"[{1e3 * min(ms):.1f}-{1e3 * max(ms):.1f}]"
+                    print(f"{label + ', ' + names[side]:38s}" + f" {1e3 * s:9.1f} {rng:>17s} {B * T / s:9.0f} "
+                          f"{ref / s:8.2f}x")
+                    rows.append((size, kind + "/own-process", names[side], 1e3 * s, ref / s, None))
         # 4. memory
         if not args.no_memory:
             print(f"\n== BERT-{size}: peak memory of a pretraining step (fresh process, warm-up, then 3 steps)")
@@ -326,7 +464,7 @@ def main():
     if max(rates.values()) > peak:
         print(f"(the MFU above used {peak / 1e9:.0f} GFLOP/s; with this better rate, multiply it by "
               f"{peak / max(rates.values()):.2f})")
-    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print(f"at the end: {load_average()}; the whole run took {time.time() - started:.0f} s")
     return rows
 
 
