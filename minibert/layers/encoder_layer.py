@@ -112,6 +112,20 @@ def encoder_layer_backward(dout, cache):
     return dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo, dln1_w, dln1_b, dw1, db1, dw2, db2, dln2_w, dln2_b
 
 
+def random_parameters(rng, C, F):
+    """The layer's parameters for a gradient check, float64 drawn from ``rng``, keyed as ``PARAMETERS``:
+    (C, C) / (C,) attention, (F, C) / (C, F) FFN; LayerNorm gains around 1, not 1 (ones and zeros hide
+    bugs), everything else N(0, 0.5^2)."""
+    shapes = {"wq": (C, C), "bq": (C,), "wk": (C, C), "bk": (C,), "wv": (C, C), "bv": (C,), "wo": (C, C),
+              "bo": (C,), "ln1_w": (C,), "ln1_b": (C,), "w1": (F, C), "b1": (F,), "w2": (C, F), "b2": (C,),
+              "ln2_w": (C,), "ln2_b": (C,)}
+    params = {}
+    for name, shape in shapes.items():  # gains around 1, not 1 (ones and zeros hide bugs)
+        params[name] = (1 + 0.3 * rng.standard_normal(shape) if name.startswith("ln") and name.endswith("_w")
+                        else rng.standard_normal(shape) * 0.5)
+    return params
+
+
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_encoder_layer`` runs
     them, and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on
@@ -121,13 +135,7 @@ def gradcheck_cases(rng):
     from minibert.layers.softmax import attention_mask_to_additive
     B, T, C, A, F = 2, 5, 12, 3, 7
     mask = attention_mask_to_additive(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), np.float64)
-    shapes = {"wq": (C, C), "bq": (C,), "wk": (C, C), "bk": (C,), "wv": (C, C), "bv": (C,), "wo": (C, C),
-              "bo": (C,), "ln1_w": (C,), "ln1_b": (C,), "w1": (F, C), "b1": (F,), "w2": (C, F), "b2": (C,),
-              "ln2_w": (C,), "ln2_b": (C,)}
-    params = {}
-    for name, shape in shapes.items():  # gains around 1, not 1 (ones and zeros hide bugs)
-        params[name] = (1 + 0.3 * rng.standard_normal(shape) if name.startswith("ln") and name.endswith("_w")
-                        else rng.standard_normal(shape) * 0.5)
+    params = random_parameters(rng, C, F)
     x = rng.standard_normal((B, T, C))
     cases = [GradCase("one layer, x (2, 5, 12), 3 heads, F = 7, padded keys, no dropout", encoder_layer_forward,
                       encoder_layer_backward, inputs=dict(x=x, **params), args=dict(mask_add=mask, num_heads=A),

@@ -24,7 +24,7 @@ Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``F`` intermediate, ``A`` hea
 """
 import numpy as np
 
-from .encoder_layer import PARAMETERS, REFERENCE_OPS, EncoderLayerCache  # noqa: F401  (PARAMETERS: the same)
+from .encoder_layer import PARAMETERS, REFERENCE_OPS, EncoderLayerCache, random_parameters  # noqa: F401  (PARAMETERS: the same)
 
 
 def pre_ln_encoder_layer_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, ln1_w, ln1_b, w1, b1, w2, b2, ln2_w, ln2_b,
@@ -74,13 +74,7 @@ def gradcheck_cases(rng):
     from minibert.layers.softmax import attention_mask_to_additive
     B, T, C, A, F = 2, 5, 12, 3, 7
     mask = attention_mask_to_additive(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), np.float64)
-    shapes = {"wq": (C, C), "bq": (C,), "wk": (C, C), "bk": (C,), "wv": (C, C), "bv": (C,), "wo": (C, C),
-              "bo": (C,), "ln1_w": (C,), "ln1_b": (C,), "w1": (F, C), "b1": (F,), "w2": (C, F), "b2": (C,),
-              "ln2_w": (C,), "ln2_b": (C,)}
-    params = {}
-    for name, shape in shapes.items():  # gains around 1, not 1 (ones and zeros hide bugs)
-        params[name] = (1 + 0.3 * rng.standard_normal(shape) if name.startswith("ln") and name.endswith("_w")
-                        else rng.standard_normal(shape) * 0.5)
+    params = random_parameters(rng, C, F)  # the post-LN layer's draw: same names, shapes, scales
     x = rng.standard_normal((B, T, C)) * 2 + 0.5  # not already normalised: LayerNorm(x) must do work
     return [
         GradCase("pre-LN layer, x (2, 5, 12), 3 heads, F = 7, padded keys, no dropout",
