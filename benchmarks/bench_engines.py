@@ -20,20 +20,13 @@ import subprocess
 import sys
 import tempfile
 
+from bench_step import cpu_description  # the scripts' folder is on sys.path
+
 CONFIGS = {  # name -> extra arguments
     "minibert (numba)": ["--engine", "minibert", "--backend", "numba"],
     "torch, 1 process": ["--engine", "torch"],
     "torch, --nproc 2": ["--engine", "torch", "--nproc", "2"],
 }
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except (OSError, StopIteration):
-        import platform
-        return platform.processor() or "unknown"
 
 
 def run(name, args, out, threads):
@@ -55,7 +48,7 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     ARGS = p.parse_args()
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, {ARGS.threads} threads per configuration; "
+    print(f"CPU: {cpu_description()}, {os.cpu_count()} logical CPUs, {ARGS.threads} threads per configuration; "
           f"load average before: {os.getloadavg()[0]:.2f}")
     results = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_step import cpu_description  # the scripts' folder is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 PORT_COMMIT = "887f58207e8cd3e4c04b0c05195d793eb1495d62"  # the last commit with minibert/layers/erf.py
 B, T, F = 32, 128, 512
@@ -102,15 +104,6 @@ def port_source(port_file):
     return path
 
 
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except (OSError, StopIteration):
-        import platform
-        return platform.processor() or "unknown"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="alternations of the two processes")
@@ -127,7 +120,7 @@ def main():
     import numpy as np
     import scipy
     port = port_source(args.port_file)
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, {args.threads} threads; "
+    print(f"CPU: {cpu_description()}, {os.cpu_count()} logical CPUs, {args.threads} threads; "
           f"NumPy {np.__version__}, SciPy {scipy.__version__}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     times = {"port": {}, "scipy": {}}

@@ -221,6 +221,12 @@ def cpu_info():
     return model, [x for x in VECTOR_FLAGS if x in flags], os.cpu_count()
 
 
+def cpu_description():
+    """One line for every figure: the CPU model and its vector extensions (AVX2 or AVX-512 ...)."""
+    model, vector, _ = cpu_info()
+    return f"{model} ({', '.join(vector) or 'no AVX'})"
+
+
 def blas_info():
     """One line each on the BLAS of NumPy (and threadpoolctl's view, if installed) and of torch."""
     import numpy as np

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_step import cpu_description  # the scripts' folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
@@ -44,15 +46,6 @@ print(json.dumps(out))
 """
 
 
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +56,7 @@ def main():
     ap.add_argument("--steps", type=int, default=8, help="timed steps per process (default 8)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; threads per side {args.threads}; "
+    print(f"CPU: {cpu_description()}; {os.cpu_count()} cores; threads per side {args.threads}; "
           f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         old = os.path.join(tmp, "rev")
