@@ -198,18 +198,27 @@ def test_dropout_same_generator_same_mask(dtype):
     assert not np.array_equal(K.dropout_forward(x, 0.3, rng)[1][0], K.dropout_forward(x, 0.3, rng)[1][0])
 
 
-@pytest.mark.parametrize("n", [7, 1 << 19, (1 << 19) + 1, 600_001])
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 1 << 15, (1 << 15) + 1, (1 << 16) + 3, 600_001])
 @pytest.mark.parametrize("already_drawn", [0, 1, 2])
-def test_uniforms_are_the_generators_numbers_even_when_drawn_by_two_threads(n, already_drawn):
-    """From 2^19 numbers on ``uniforms`` splits the draw between two threads (PCG64 jumps ahead); the
-    numbers and the generator's final state must be exactly those of one ``rng.random`` call, also
-    when a half 64-bit draw is pending (an odd count drawn before)."""
+def test_uniforms_are_the_generators_numbers_made_on_every_thread(n, already_drawn):
+    """``uniforms`` runs NumPy's PCG64 in jitted code, each task jumped ahead to its own chunk of
+    2^15 numbers, in 8 interleaved runs of 2^12 (``kernels/_pcg64.py``).  The numbers and the
+    generator's final state must be exactly those of one ``rng.random`` call: across the chunk and
+    run boundaries (the sizes above straddle them), with a half 64-bit draw pending before (an odd
+    count drawn before) and after (an odd n)."""
     from minibert.kernels.dropout import uniforms
     a, b = np.random.default_rng(42), np.random.default_rng(42)
     a.random(already_drawn, dtype=np.float32)
     b.random(already_drawn, dtype=np.float32)
     assert np.array_equal(uniforms(a, (n,)), b.random(n, dtype=np.float32))
     assert a.bit_generator.state == b.bit_generator.state
+
+
+def test_uniforms_from_a_generator_other_than_pcg64_are_numpys():
+    from minibert.kernels.dropout import uniforms
+    a, b = np.random.Generator(np.random.Philox(3)), np.random.Generator(np.random.Philox(3))
+    assert np.array_equal(uniforms(a, (5, 7)), b.random((5, 7), dtype=np.float32))
+    assert a.random() == b.random()  # left in the same state
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

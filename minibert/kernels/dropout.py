@@ -3,57 +3,33 @@
 Randomness: the twin draws its uniform numbers from the caller's ``numpy.random.Generator`` exactly
 as the reference does (``rng.random(shape, dtype=float32)``), so for the same generator state both
 backends drop the very same elements; only the compare-and-scale is jitted (one pass instead of
-three).  Drawing the numbers is most of the cost; ``uniforms`` halves it without changing them.
+three).  Drawing the numbers was most of the cost: for NumPy's default generator (PCG64) ``uniforms``
+makes the very same numbers in jitted code on every thread (``_pcg64.py``), ~2-4x faster.
 ``keep`` is cached as a bool array, as in the reference.
 """
-import concurrent.futures
-
-import numba
 import numpy as np
 from numba import prange
 
+from ._pcg64 import fill_uniforms
 from ._vecmath import kernel
 
 _scratch = np.empty(0, np.float32)
-_PARALLEL_MIN = 1 << 19  # below this many numbers, one thread draws them all (measured)
-_pool = None
-_ahead = None  # a reused Generator: creating one seeds it from the OS, ~50 us
 
 
 def uniforms(rng, shape):
     """``rng.random(shape, dtype=float32)``: the same numbers, and ``rng`` left in the same state.
 
-    Two speed-ups that change nothing in the result: the numbers go into a reused scratch buffer
-    (valid until the next call), and for a large draw from a PCG64 generator (``default_rng``'s) two
-    threads share the work.  PCG64 can jump ahead (``advance``): a copy of the generator, moved past
-    the first half's draws, makes the second half while ``rng`` makes the first; ``rng`` then takes
-    the copy's final state.  A float32 uses half of one 64-bit draw (the low half first, the high
-    half kept for the next call, ``has_uint32``), so the first half gets an even count.
-    """
-    global _scratch, _pool, _ahead
+    The numbers go into a reused scratch buffer (valid until the next call); a PCG64 generator
+    (``default_rng``'s) is run by ``_pcg64.fill_uniforms`` on all threads, any other by NumPy."""
+    global _scratch
     n = int(np.prod(shape))
     if _scratch.size < n:
         _scratch = np.empty(n, np.float32)
     u = _scratch[:n]
-    bitgen = rng.bit_generator
-    if n < _PARALLEL_MIN or type(bitgen) is not np.random.PCG64 or numba.get_num_threads() < 2:
+    if type(rng.bit_generator) is np.random.PCG64:
+        fill_uniforms(rng.bit_generator, u)
+    else:
         rng.random(dtype=np.float32, out=u)
-        return u.reshape(shape)
-    start = 0
-    if bitgen.state["has_uint32"]:  # a half draw is pending: it is the first number
-        rng.random(dtype=np.float32, out=u[:1])
-        start = 1
-    first = ((n - start) // 2) & ~1  # even: the first half ends on a whole draw
-    if _pool is None:
-        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="minibert-rng")
-        _ahead = np.random.Generator(np.random.PCG64(0))
-    ahead = _ahead
-    ahead.bit_generator.state = bitgen.state
-    ahead.bit_generator.advance(first // 2)  # past the first half's 64-bit draws
-    second = _pool.submit(ahead.random, dtype=np.float32, out=u[start + first:])  # NumPy releases the GIL
-    rng.random(dtype=np.float32, out=u[start:start + first])
-    second.result()
-    bitgen.state = ahead.bit_generator.state
     return u.reshape(shape)
 
 
