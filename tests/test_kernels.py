@@ -258,7 +258,7 @@ def test_embedding_backward_scatter_add_with_padding_idx(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adamw_update_is_bit_for_bit_the_reference(dtype):
-    shapes = [(V, C), (C,), (5, 3, 2)]
+    shapes = [(V, C), (C,), (5, 3, 2), (129, 130)]
     ref = [[rnd(dtype, *s, seed=i)] + [np.zeros(s, dtype) for _ in range(2)] for i, s in enumerate(shapes)]
     twin = [[a.copy() for a in state] for state in ref]
     b1, b2 = 0.9, 0.999
