@@ -243,6 +243,19 @@ def test_cross_entropy_with_ignored_rows(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_of_a_nan_logit_is_nan(dtype):
+    """The row maximum is compiled assuming no NaNs (so that it vectorizes); a NaN logit, wherever it
+    sits in the row, must still give a NaN loss, as the reference does: that is how the training loop
+    notices a diverged run."""
+    logits = rnd(dtype, 6, V)
+    labels = np.zeros(6, np.int64)
+    for col in (0, 5, V - 1):  # at the label, in the middle, last
+        bad = logits.copy()
+        bad[2, col] = np.nan
+        assert np.isnan(K.cross_entropy_forward(bad, labels)[0]) and np.isnan(L.cross_entropy_forward(bad, labels)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_embedding_backward_scatter_add_with_padding_idx(dtype):
     ids = np.random.default_rng(4).integers(0, 6, (B, T))  # V=17 rows, only 0..5 used: many repeats
     ids[:, -1] = 0  # padding
