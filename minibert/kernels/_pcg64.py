@@ -1,8 +1,8 @@
 """NumPy's PCG64 in numba: the very float32 numbers ``rng.random(n, dtype=np.float32)`` returns, made
-by both threads at once and about 10x faster than NumPy makes them (``docs/performance.md``).
+by all threads at once, 2-3x faster than NumPy makes them (``docs/performance.md``).
 
 Dropout must draw the reference's numbers from the caller's generator, so that both backends drop the
-same elements.  NumPy makes them one at a time through a function pointer (~2.5 ns each here); this
+same elements.  NumPy makes them one at a time through a function pointer (2.5-4.5 ns each here); this
 module runs the same generator in jitted code:
 
 * PCG64 (O'Neill's XSL-RR 128/64, NumPy's default bit generator) is a 128-bit linear congruential
