@@ -47,7 +47,8 @@ def _cross_entropy_rows(logits, labels, probs, nll):
 @kernel
 def _cross_entropy_forward(logits, labels, probs, nll):
     """Blocks of ``ROWS`` rows in parallel, each by the serial ``_cross_entropy_rows`` (whose loops
-    vectorize; inline in the ``prange`` body they ran 1.5x slower)."""
+    vectorize).  Inline in the ``prange`` body, and with a row maximum that respected NaNs, the pass
+    took 1.5x as long (641 x 8192, 2 threads: 7.3 against 4.8 ms)."""
     N = logits.shape[0]
     for blk in prange((N + ROWS - 1) // ROWS):
         lo, hi = blk * ROWS, min(N, (blk + 1) * ROWS)
