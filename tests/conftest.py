@@ -79,3 +79,36 @@ def assert_grads_match(ours, theirs, tol=1e-8, exactly_zero=()):
     print(f"worst gradient rel_error vs transformers: {errors[worst]:.1e} ({worst})")
     assert errors[worst] < tol, f"{worst}: rel_error {errors[worst]:.2e} (expected < {tol})"
     return errors
+
+
+def check_sampled_gradients(cfg, dropout):
+    """The whole-model gradient check (float64): a perturbed ``BertForPreTraining(cfg)``, 4 sampled
+    coordinates of each parameter by centered differences against ``backward()``.  Tolerance 1e-6 per
+    parameter (a correct backward gives ~1e-9, a wrong one ~1e-2); the attention key biases' gradient
+    is exactly 0 (softmax's shift invariance) and is checked to be 0.  With dropout on, the dropout
+    stream is re-seeded before every forward, so both gradients see the same masks.  Returns the names
+    of the parameters checked, in order."""
+    from minibert.gradcheck import numerical_gradient_at, rel_error
+    model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64))
+    model.train(dropout > 0)
+    batch = make_batch(cfg, B=2, T=7, seed=1)
+
+    def loss():
+        model.bert.dropout_rng = np.random.default_rng(123)
+        return float(model(**batch).loss)
+
+    loss()
+    model.backward()
+    rng = np.random.default_rng(0)
+    names = []
+    for name, p, g in model.named_parameters():
+        idx = rng.choice(p.size, size=min(4, p.size), replace=False)
+        exact = g.reshape(-1)[idx]
+        approx = numerical_gradient_at(loss, p, idx)
+        if name.endswith("attention.self.key.bias"):  # exactly 0 by the softmax shift invariance
+            assert np.abs(exact).max() < 1e-12 and np.abs(approx).max() < 1e-8, name
+        else:
+            assert rel_error(exact, approx) < 1e-6, f"{name}: {exact} vs {approx}"
+        names.append(name)
+    assert len(names) == len(model.grad_state_dict())
+    return names

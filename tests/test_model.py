@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import minibert
-from conftest import make_batch, perturb_parameters, small_config
-from minibert.gradcheck import numerical_gradient_at, rel_error
+from conftest import check_sampled_gradients, make_batch, perturb_parameters, small_config
 
 
 def tiny_config(**kw):
@@ -24,28 +23,7 @@ def test_whole_model_gradient_check_on_sampled_coordinates_of_every_parameter(ea
     1e-2).  With dropout on, the dropout generator is re-seeded before every forward so the
     numerical and analytic gradients see the same masks."""
     cfg = tiny_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64))
-    model.train(dropout > 0)
-    batch = make_batch(cfg, B=2, T=7, seed=1)
-
-    def loss():
-        model.bert.dropout_rng = np.random.default_rng(123)
-        return float(model(**batch).loss)
-
-    loss()
-    model.backward()
-    rng = np.random.default_rng(0)
-    checked = 0
-    for name, p, g in model.named_parameters():
-        idx = rng.choice(p.size, size=min(4, p.size), replace=False)
-        exact = g.reshape(-1)[idx]
-        approx = numerical_gradient_at(loss, p, idx)
-        if name.endswith("attention.self.key.bias"):  # exactly 0 by the softmax shift invariance
-            assert np.abs(exact).max() < 1e-12 and np.abs(approx).max() < 1e-8, name
-        else:
-            assert rel_error(exact, approx) < 1e-6, f"{name}: {exact} vs {approx}"
-        checked += 1
-    assert checked == len(model.grad_state_dict())
+    check_sampled_gradients(cfg, dropout)  # every parameter (their count is checked there)
 
 
 def test_padded_tokens_change_neither_loss_nor_gradients(each_backend):
