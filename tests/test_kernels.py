@@ -8,9 +8,17 @@ Sizes are odd and all different (B=3, T=7, C=12, A=3, D=4, F=20, V=17) and input
 ignored labels and repeated token ids.  Dropout twins draw from the same generator as the reference,
 so their masks must be *identical*, not just close.
 
+Every product of the twins goes through ``kernels/_blas.py``'s ``matmul``, which cuts it into one slab
+per thread.  These sizes are below the size it starts cutting at, and the test run has one thread, so
+the fixture ``every_product_cut_in_three`` makes it cut every product into 3 slabs for every test here.
+
 The first use of each twin compiles it (or loads it from numba's cache); the time is printed.
 """
 import math
+import os
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -19,6 +27,7 @@ import pytest
 import minibert
 from minibert import kernels as K
 from minibert import layers as L
+from minibert.kernels import _blas
 from minibert.gradcheck import rel_error
 from minibert.layers.softmax import attention_mask_to_additive
 
@@ -49,6 +58,12 @@ def close(a, b, dtype, what=""):
     err = rel_error(a, b)
     assert err < TOL[dtype], f"{what}: rel_error {err:.2e} (expected < {TOL[dtype]:.0e} in {np.dtype(dtype).name})"
     assert np.asarray(a).dtype == np.asarray(b).dtype, f"{what}: dtype {np.asarray(a).dtype} != {np.asarray(b).dtype}"
+
+
+@pytest.fixture(autouse=True)
+def every_product_cut_in_three(monkeypatch):
+    monkeypatch.setattr(_blas, "SMALL", 0)
+    monkeypatch.setattr(_blas, "threads", lambda: 3)
 
 
 def padding_mask_add(dtype):
@@ -178,6 +193,60 @@ def test_ffn(dtype, act):
                                 timed("ffn_backward", K.ffn_backward, dout, cache2), K.ffn_backward(dout, cache)):
         close(g2, g1, dtype, name)
         close(g3, g1, dtype, name + " (twin backward, reference cache)")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear(dtype):
+    x, w, b = rnd(dtype, B, T, C), rnd(dtype, F, C), rnd(dtype, F)
+    out, cache = L.linear_forward(x, w, b)
+    out2, cache2 = timed("linear_forward", K.linear_forward, x, w, b)
+    close(out2, out, dtype, "out")
+    dout = rnd(dtype, B, T, F)
+    for name, g1, g2 in zip(("dx", "dw", "db"), L.linear_backward(dout, cache), K.linear_backward(dout, cache2)):
+        close(g2, g1, dtype, name)
+
+
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_in_slabs_is_numpys_matmul(dtype):
+    """2-D products (transposed operands, rows not divisible by 3), stacks of heads written through
+    strided views, and a given ``out``: the same numbers as np.matmul (each element is the same dot
+    product over the whole inner axis; only the rows each thread owns differ)."""
+    a, b = rnd(dtype, 11, 6), rnd(dtype, 9, 6)
+    close(_blas.matmul(a, b.T), a @ b.T, dtype, "2-D, b transposed")
+    c = rnd(dtype, 11, 5)
+    close(_blas.matmul(a.T, c), a.T @ c, dtype, "2-D, a transposed")
+    merged = np.zeros((B * T, C), dtype)  # (B*T, C) seen as (B, A, T, D) heads, as in the attention twin
+    heads = merged.reshape(B, T, A, C // A).transpose(0, 2, 1, 3)
+    p, v = rnd(dtype, B, A, T, T), rnd(dtype, B, A, T, C // A)
+    assert _blas.matmul(p, v, out=heads) is heads
+    close(merged.reshape(B, T, A, C // A).transpose(0, 2, 1, 3), p @ v, dtype, "stack into a strided out")
+    with pytest.raises(ValueError):
+        _blas.matmul(a, b.T, out=np.empty((11, 8), dtype))  # a wrong out: NumPy's own error
+
+
+def test_matmul_runs_each_slab_on_its_own_thread_with_openblas_on_one(monkeypatch):
+    """No OpenBLAS worker gets work, so none spins after the product: every slab runs while OpenBLAS is
+    set to one thread, on three different threads, and OpenBLAS's thread count is put back after."""
+    assert _blas.OPENBLAS is not None, "NumPy's wheel ships OpenBLAS: its thread setters were not found"
+    get_threads, set_threads = _blas.OPENBLAS
+    seen, matmul = [], np.matmul
+
+    def watched(*args, **kwargs):
+        seen.append((threading.get_ident(), get_threads()))
+        time.sleep(0.05)  # a slab as slow as a real one: a thread that is done cannot take the next slab
+        return matmul(*args, **kwargs)
+
+    monkeypatch.setattr(_blas.np, "matmul", watched)
+    previous = get_threads()
+    set_threads(2)
+    try:
+        _blas.matmul(rnd(np.float32, 12, 4), rnd(np.float32, 4, 5))
+        assert get_threads() == 2
+    finally:
+        set_threads(previous)
+    assert len(seen) == 3 and len({thread for thread, _ in seen}) == 3, seen
+    assert all(n == 1 for _, n in seen), seen
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -347,6 +416,33 @@ def test_float32_training_step_is_the_same_under_both_backends():
         else:
             assert rel_error(g2[n], g1[n]) < 1e-5, n
 
+_FAULTS_OF_TEN_STEPS = """
+import resource, numpy as np, minibert.kernels
+def step():  # three 21 MB arrays alive at once (the MLM probabilities of a BERT-Tiny step are one), then freed
+    arrays = [np.ones((641, 8192), np.float32) for _ in range(3)]
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
+def test_the_memory_a_step_frees_is_kept_for_the_next_step():
+    """Importing the kernels tells glibc to keep freed memory (``kernels/__init__.py``): ten steps that
+    make and free three 21 MB arrays fault no page in again.  Without it (seen: 107,340 faults) or with
+    glibc's own ``MALLOC_TRIM_THRESHOLD_`` at its default (the control), most pages fault every step.
+    (Pages of 4 KiB, so that faults count pages: NumPy would ask for 2 MiB pages for large arrays.)"""
+    def faults(**env):
+        run = subprocess.run([sys.executable, "-c", _FAULTS_OF_TEN_STEPS], capture_output=True, text=True,
+                             env={**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0", **env}, check=True)
+        return int(run.stdout.split()[-1])
+    pages = 641 * 8192 * 4 // 4096  # of one array
+    assert faults() < pages, "freed pages were faulted in again"
+    assert faults(MALLOC_TRIM_THRESHOLD_="131072") > 10 * pages  # the control
+
+
 
 def test_zz_report_first_use_times(capsys):
     """Prints how long the first call of each twin took (compilation, or loading numba's cache)."""
@@ -355,3 +451,4 @@ def test_zz_report_first_use_times(capsys):
         print(f"\nfirst use of the numba twins (compile or cache load), {total:.1f} s in all:")
         for name, t in sorted(_first_use.items(), key=lambda kv: -kv[1]):
             print(f"    {name:36s} {t:6.2f} s")
+

@@ -8,8 +8,10 @@ is still the attention probabilities (B, A, T, T) and either backward accepts ei
 * scale, additive mask, softmax and the attention dropout in one jitted pass over the scores, one
   parallel task per (batch, head) (``attention_softmax_forward``), and likewise their backward;
   its NumPy reference is the middle of ``sdpa_forward`` (``tests/test_kernels.py`` composes it);
-* the per-head products are BLAS calls as in the reference (NumPy's ``matmul`` over the heads), but
-  write straight into the merged (B, T, C) layout through strided views: no ``merge_heads`` copy.
+* the per-head products are BLAS calls as in the reference (``matmul`` over the heads), but write
+  straight into the merged (B, T, C) layout through strided views: no ``merge_heads`` copy;
+* every product goes through ``kernels/_blas.py``'s ``matmul``: the batch cut in one slab per thread,
+  each on a one-thread OpenBLAS, so no OpenBLAS thread spins while the next kernel runs.
 
 A version that also did the per-head products in numba, one task per (batch, head) with a
 register-blocked loop, was 2-5x faster than BLAS on a machine busy with other work (BLAS's
@@ -22,6 +24,7 @@ import numpy as np
 from numba import prange
 
 from ..layers.attention import AttentionCache, SDPACache
+from ._blas import matmul
 from ._vecmath import kernel, vexp
 from .dropout import uniforms
 
@@ -191,16 +194,16 @@ def attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
     A = num_heads
     x2 = x.reshape(B * T, C)
     # q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv, as one product
-    qkv = x2 @ np.concatenate((wq, wk, wv)).T  # (B*T, 3C)
+    qkv = matmul(x2, np.concatenate((wq, wk, wv)).T)  # (B*T, 3C)
     qkv += np.concatenate((bq, bk, bv))
     q, k, v = (_heads(qkv[:, i * C:(i + 1) * C], B, T, A) for i in range(3))  # (B, A, T, D) views
     scale = 1.0 / math.sqrt(C // A)
-    scores = q @ k.transpose(0, 1, 3, 2)  # (B, A, T, T), unscaled: the scale is applied in the softmax
+    scores = matmul(q, k.transpose(0, 1, 3, 2))  # (B, A, T, T), unscaled: the scale is applied in the softmax
     probs, dropped, drop_cache = attention_softmax_forward(scores, mask_add, scale, dropout_p, rng, training,
                                                            out=scores)
     ctx = np.empty((B * T, C), x.dtype)  # heads merged: written through its (B, A, T, D) view
-    np.matmul(dropped, v, out=_heads(ctx, B, T, A))
-    out = ctx @ wo.T  # (B*T, C)
+    matmul(dropped, v, out=_heads(ctx, B, T, A))
+    out = matmul(ctx, wo.T)  # (B*T, C)
     out += bo
     cs = SDPACache(q, k, v, probs, dropped, drop_cache, scale)
     return out.reshape(B, T, C), AttentionCache((x, wq), (x, wk), (x, wv), cs, (ctx.reshape(B, T, C), wo), A)
@@ -216,21 +219,21 @@ def attention_backward(dout, cache):
     B, T, C = x.shape
     dout2 = dout.reshape(B * T, C)
     # forward: out = ctx @ wo.T + bo
-    dctx = _heads(dout2 @ wo, B, T, A)  # (B, A, T, D) view of (B*T, C)
-    dwo = dout2.T @ ctx.reshape(B * T, C)
+    dctx = _heads(matmul(dout2, wo), B, T, A)  # (B, A, T, D) view of (B*T, C)
+    dwo = matmul(dout2.T, ctx.reshape(B * T, C))
     dbo = dout2.sum(axis=0)
     dqkv = np.empty((B * T, 3 * C), x.dtype)  # dq, dk, dv written through (B, A, T, D) views
     dq, dk, dv = (_heads(dqkv[:, i * C:(i + 1) * C], B, T, A) for i in range(3))
     # forward: ctx = dropped @ v
-    ddropped = dctx @ v.transpose(0, 1, 3, 2)  # (B, A, T, T)
-    np.matmul(dropped.transpose(0, 1, 3, 2), dctx, out=dv)
+    ddropped = matmul(dctx, v.transpose(0, 1, 3, 2))  # (B, A, T, T)
+    matmul(dropped.transpose(0, 1, 3, 2), dctx, out=dv)
     # forward: dropped = dropout(softmax(scores * scale + mask))
     dscores = attention_softmax_backward(ddropped, probs, drop_cache, scale, out=ddropped)
     # forward: scores = q @ k^T
-    np.matmul(dscores, k, out=dq)
-    np.matmul(dscores.transpose(0, 1, 3, 2), q, out=dk)
+    matmul(dscores, k, out=dq)
+    matmul(dscores.transpose(0, 1, 3, 2), q, out=dk)
     # forward: qkv = x @ [wq; wk; wv]^T + [bq; bk; bv]
-    dx = dqkv @ np.concatenate((wq, wk, wv))  # (B*T, C)
-    dw = dqkv.T @ x.reshape(B * T, C)  # (3C, C)
+    dx = matmul(dqkv, np.concatenate((wq, wk, wv)))  # (B*T, C)
+    dw = matmul(dqkv.T, x.reshape(B * T, C))  # (3C, C)
     db = dqkv.sum(axis=0)  # (3C,)
     return (dx.reshape(B, T, C), dw[:C], db[:C], dw[C:2 * C], db[C:2 * C], dw[2 * C:], db[2 * C:], dwo, dbo)
