@@ -249,6 +249,28 @@ def test_matmul_runs_each_slab_on_its_own_thread_with_openblas_on_one(monkeypatc
     assert all(n == 1 for _, n in seen), seen
 
 
+_PRODUCT_IN_A_FORKED_CHILD = """
+import os, numpy as np
+from minibert.kernels import _blas
+_blas.SMALL, _blas.threads = 0, lambda: 2
+a = np.ones((64, 64), np.float32)
+_blas.matmul(a, a)  # the parent's pool of threads now exists
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if _blas.matmul(a, a)[0, 0] == 64 else 3)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_matmul_works_in_a_forked_child():
+    """A forked child has none of the parent's pool threads: without ``_blas``'s fork hook its first
+    product waits forever on a thread that does not exist (seen: the child hung until killed)."""
+    run = subprocess.run([sys.executable, "-c", _PRODUCT_IN_A_FORKED_CHILD], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert run.stdout.split()[-1] == "0", run.stdout + run.stderr
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dropout_same_generator_same_mask(dtype):
     x, dout = rnd(dtype, B, T, C), rnd(dtype, B, T, C)

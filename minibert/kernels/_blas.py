@@ -70,6 +70,16 @@ def _workers(n):
         return _pool
 
 
+def _forget_pool_in_child():
+    """A forked child has none of its parent's threads: it makes its own pool on first use."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def threads():
     """How many slabs: numba's thread count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``)."""
     return numba.get_num_threads()
