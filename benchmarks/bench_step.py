@@ -390,6 +390,9 @@ def main():
     print(f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}, "
           f"BLAS {os.environ['OPENBLAS_NUM_THREADS']} (OPENBLAS_NUM_THREADS); numba layer "
           f"{numba.config.THREADING_LAYER}")
+    from minibert.kernels import _blas
+    print(f"minibert's products: {_blas.threads()} slabs on its own threads, OpenBLAS at one thread each"
+          if _blas.OPENBLAS else "minibert's products: plain np.matmul (NumPy's BLAS is not its wheel's OpenBLAS)")
     print(f"at the start: {load_start}")
     rates = gemm_rate(args.threads)
     peak = max(rates.values())  # measured again at the end; MFU uses the best rate seen (see the note there)
