@@ -20,11 +20,12 @@ def _keep_freed_memory():
     """Let glibc keep the memory a training step frees, for the next step.
 
     A step frees and makes again the same large arrays (the 641 x 8192 MLM probabilities, the attention
-    scores, the FFN activations).  By default glibc hands the top of its heap back to the kernel as soon
-    as 128 KiB of it are free, and arrays above a moving threshold get their own mapping, unmapped when
-    freed; the next step then faults every page in again, zeroed by the kernel.  On the AMD machine of
-    docs/performance.md that cost 27 ms of system time per BERT-Tiny step (12.8 ms with this), and a
-    cross-entropy whose output was fresh memory took 25-50 ms instead of 5.  Here arrays up to 32 MiB
+    scores, the FFN activations).  By default glibc hands the top of its heap back to the kernel once
+    a threshold's worth of it is free (128 KiB at first, twice the largest array freed since), and
+    arrays above another threshold get their own mapping, unmapped when freed; the next step then
+    faults those pages in again, each zeroed by the kernel.  On the AMD machine of docs/performance.md
+    a cross-entropy whose output was such fresh memory took 25-50 ms instead of 5, and a BERT-Tiny
+    step spent 27 ms in the kernel (12.8 ms with this).  Here arrays up to 32 MiB
     come from the heap, and up to 1 GiB of free heap is kept.  The process's peak memory is unchanged;
     it is just not returned between steps.  Setting glibc's own ``MALLOC_TRIM_THRESHOLD_`` or
     ``MALLOC_MMAP_THRESHOLD_`` leaves glibc as configured there.
