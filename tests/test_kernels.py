@@ -438,6 +438,7 @@ def test_float32_training_step_is_the_same_under_both_backends():
         else:
             assert rel_error(g2[n], g1[n]) < 1e-5, n
 
+
 _FAULTS_OF_TEN_STEPS = """
 import resource, numpy as np, minibert.kernels
 def step():  # three 21 MB arrays alive at once (the MLM probabilities of a BERT-Tiny step are one), then freed
