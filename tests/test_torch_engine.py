@@ -139,10 +139,10 @@ def test_the_ranks_weight_their_losses_by_the_whole_batchs_counts(tmp_path):
     shards = split_batch(batch, 2)
     assert len({model.loss_counts(**s)["mlm"] for s in shards}) == 2, "the shards must hold different counts"
     parts = [loss(**t(s), n_mlm=totals["mlm"], n_nsp=totals["nsp"]) for s in shards]
-    assert abs(sum(float(p[0]) for p in parts) - whole.mlm_loss) < 1e-12
-    assert abs(sum(float(p[1]) for p in parts) - whole.nsp_loss) < 1e-12
+    assert abs(sum(p[0].item() for p in parts) - whole.mlm_loss) < 1e-12
+    assert abs(sum(p[1].item() for p in parts) - whole.nsp_loss) < 1e-12
     own_means = [loss(**t(s), n_mlm=model.loss_counts(**s)["mlm"], n_nsp=1)[0] for s in shards]
-    assert abs(float(sum(own_means)) / 2 - whole.mlm_loss) > 1e-6, "the naive mean differs on this batch"
+    assert abs(sum(own_means).item() / 2 - whole.mlm_loss) > 1e-6, "the naive mean differs on this batch"
 
 
 def test_a_killed_torch_run_resumes_from_its_checkpoint_exactly(tmp_path):
