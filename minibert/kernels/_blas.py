@@ -21,6 +21,7 @@ thread is asked for, ``matmul`` is plain ``np.matmul``.
 """
 import ctypes
 import glob
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +106,7 @@ def matmul(a, b, out=None):
         return np.matmul(a, b, out=out)  # broadcasting stacks: not used by the twins
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     cut = a.shape[0]  # rows of a 2-D product, or the first stack axis
-    if cut < n or int(np.prod(a.shape[:-2], dtype=np.int64)) * M * K * N < SMALL:
+    if cut < n or math.prod(a.shape[:-2]) * M * K * N < SMALL:
         return np.matmul(a, b, out=out)
     shape = a.shape[:-1] + (N,)
     if out is None:
