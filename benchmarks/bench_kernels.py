@@ -112,9 +112,11 @@ def run(repeat=7, out=sys.stdout):
     rows = []
     print(f"{'kernel':44s} {'numpy ms':>9s} {'numba ms':>9s} {'speed-up':>8s}", file=out)
     for name, ref, twin in todo:
-        time.sleep(0.3), ref()
+        time.sleep(0.3)
+        ref()
         a = _median_ms(ref, repeat)
-        time.sleep(0.3), twin()
+        time.sleep(0.3)
+        twin()
         b = _median_ms(twin, repeat)
         rows.append((name, a, b))
         print(f"{name:44s} {a:9.2f} {b:9.2f} {a / b:7.1f}x", file=out)
