@@ -111,6 +111,15 @@ def test_the_browser_check_sees_console_errors_raw_math_missing_images_and_dead_
         assert expected in found, f"{expected!r} not reported:\n{found}"
 
 
+def test_the_browser_check_does_not_blame_a_page_for_the_browsers_own_favicon_request(tmp_path):
+    """Chromium asks for /favicon.ico by itself when a page links no icon; its 404 is not the page's.
+    (Without the exception the first of these pages was blamed, in each of two runs.)"""
+    _need_chromium()
+    for name in ("a.html", "b.html", "c.html"):
+        (tmp_path / name).write_text("<html><body><p>fine, and no icon</p></body></html>")
+    assert browser_check.check(tmp_path) == ({}, 3)
+
+
 def test_the_build_stops_on_a_lesson_that_raises(tmp_path, monkeypatch):
     nb = tmp_path / "99_raises.ipynb"
     nb.write_text(json.dumps({"cells": [{"cell_type": "code", "execution_count": None, "id": "a", "metadata": {},
