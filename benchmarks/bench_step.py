@@ -263,12 +263,14 @@ def load_average():
 
 
 # -- FLOPs and the machine's GEMM rate -----------------------------------------------------------------
-def step_flops(size, positions):
+def step_flops(size, positions, last_rows=B * T):
     """Matmul FLOPs of one training step (forward x 3): encoder on B*T tokens, MLM head on
-    ``positions`` rows (P for minibert, all B*T for transformers), NSP negligible."""
+    ``positions`` rows (P for minibert, all B*T for transformers), NSP negligible; the last layer's FFN
+    on ``last_rows`` rows (minibert: the P labelled positions and the B [CLS] rows; transformers: all)."""
     L, C, A, F = SIZES[size]
     tokens = B * T
     encoder = L * tokens * (2 * (4 * C * C + 2 * C * F) + 2 * 2 * T * C)  # projections, FFN, q k^T and p v
+    encoder -= (tokens - last_rows) * 2 * 2 * C * F  # the rows the heads do not read skip the last FFN
     head = positions * 2 * (C * C + C * V)
     return 3 * (encoder + head)
 
@@ -400,6 +402,8 @@ def main():
 
     batch = make_batch()
     P = int((batch["labels"] != -100).sum())
+    # rows of the last layer minibert computes: the labelled positions and the [CLS] rows (BertForPreTraining)
+    last_rows = np.union1d(np.flatnonzero(batch["labels"] != -100), np.arange(B) * T).size
     rows = []
     for size in args.sizes.split(","):
         # 1. the full pretraining step
@@ -415,14 +419,14 @@ def main():
               f"{'model TFLOP':>12s} {'MFU':>6s}")
         (ref, ref_min) = med["transformers"]
         for name, (s, s_min) in med.items():
-            flops = step_flops(size, P)  # the useful work: MLM head on the masked positions only
+            flops = step_flops(size, P, last_rows)  # the useful work: what the losses read, and no more
             mfu = flops / s_min / peak
             print(f"{name:16s} {1e3 * s:9.1f} {1e3 * s_min:8.1f} {B * T / s:9.0f} {ref / s:8.2f}x "
                   f"{ref_min / s_min:6.2f}x "
                   f"{flops / 1e12:12.4f} {100 * mfu:5.1f}%")
             rows.append((size, "step", name, 1e3 * s, ref / s, mfu))
-        print(f"(transformers computes the decoder on all {B * T} positions: "
-              f"{step_flops(size, B * T) / 1e12:.4f} TFLOP per step)")
+        print(f"(transformers computes the decoder and the last layer's FFN on all {B * T} positions: "
+              f"{step_flops(size, B * T) / 1e12:.4f} TFLOP per step; minibert on {P} and {last_rows})")
         # 2. the encoder alone
         enc = {"minibert-numba": minibert_encoder(size, "numba", batch)}
         if not args.no_numpy:

@@ -71,6 +71,51 @@ def test_mlm_head_on_labelled_positions_only_equals_full_head_then_masked_loss(e
     assert out2.prediction_logits.shape[0] == sel.sum() - 1
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["eval", "dropout"])
+def test_the_last_layer_on_the_heads_rows_only_gives_the_full_layer_s_loss_and_every_gradient(each_backend, dropout):
+    """With labels, the last layer computes only the rows the heads read (labelled positions and [CLS]).
+    Against the same model on every row: the same loss and the same gradient of every parameter, in
+    float64 to 1e-12 relative (the only difference is the order of float sums over rows), dropout included
+    (the rows' masks are those the full layer draws), padding and a labelled [CLS] row too."""
+    cfg = small_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    batch = make_batch(cfg)
+    batch["labels"][1, 0] = 7  # a label at a [CLS] position: that row is read twice (MLM and pooler)
+    results = []
+    for rows_only in (True, False):
+        model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)).train()
+        model.last_layer_rows_only = rows_only
+        out = model(**batch)
+        model.backward()
+        results.append((out, model.grad_state_dict()))
+    (fast, g_fast), (full, g_full) = results
+    assert abs(fast.loss - full.loss) <= 1e-12 * abs(full.loss)
+    np.testing.assert_allclose(fast.prediction_logits, full.prediction_logits, rtol=1e-12, atol=0)
+    assert g_fast.keys() == g_full.keys()
+    largest = max(np.abs(g).max() for g in g_full.values())
+    for name in g_full:
+        # the key bias's gradient is 0 up to rounding (softmax ignores a shift: docs/backward/attention.md),
+        # so it is held to the scale of the largest gradient, not to its own
+        scale = largest if name.endswith("attention.self.key.bias") else np.abs(g_full[name]).max()
+        assert np.abs(g_fast[name] - g_full[name]).max() <= 1e-12 * scale, name
+    assert fast.last_hidden_state is None and full.last_hidden_state.shape == (3, 9, cfg.hidden_size)
+
+
+def test_rows_of_the_encoder_output_must_be_sorted_distinct_and_include_every_cls_row():
+    cfg = small_config()
+    bert = minibert.BertModel(cfg, seed=0)
+    ids = make_batch(cfg, B=2, T=5)["input_ids"]
+    out = bert(ids, rows=np.array([0, 3, 5, 9]))
+    assert out.last_hidden_state.shape == (4, cfg.hidden_size) and out.pooler_output.shape == (2, cfg.hidden_size)
+    np.testing.assert_allclose(out.last_hidden_state, bert(ids).last_hidden_state.reshape(10, -1)[[0, 3, 5, 9]],
+                               rtol=1e-5, atol=1e-6)  # float32: rounding differs with the rows' count
+    with pytest.raises(ValueError, match="sorted, distinct flat indices into B.T = 10"):
+        bert(ids, rows=np.array([5, 0, 3]))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        bert(ids, rows=np.array([0, 5, 10]))
+    with pytest.raises(ValueError, match=r"every \[CLS\] row b \* T"):
+        bert(ids, rows=np.array([0, 3]))
+
+
 def test_initial_losses_are_about_ln_V_and_ln_2():
     """With N(0, 0.02) weights the logits are near zero, so predictions are near uniform."""
     cfg = small_config(vocab_size=500, hidden_size=64, num_attention_heads=4, intermediate_size=128)

@@ -84,7 +84,8 @@ def test_the_default_is_post_ln_and_pre_ln_adds_only_the_final_layer_norm():
     # the switch does something: the same (perturbed) weights give other hidden states
     perturb_parameters(post), perturb_parameters(pre)
     batch = make_batch(post.config, B=2, T=7, seed=1)
-    hp, hq = (m.eval()(**batch).last_hidden_state for m in (post, pre))
+    hp, hq = (m.eval().bert(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).last_hidden_state
+              for m in (post, pre))
     assert np.abs(hp - hq).max() > 0.1
 
 

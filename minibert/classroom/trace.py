@@ -456,9 +456,19 @@ def trace(model, input_ids, token_type_ids=None, attention_mask=None, tokens=Non
             patched.append((ACTIVATIONS, key, pair))
             ACTIVATIONS[key] = tuple(rec.wrap(f) for f in pair)
         model.zero_grad()
-        output = model(input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask, **labels)
-        rec.phase = "backward"
-        model.backward()
+        # the layers as BERT defines them, every row of the last one too (not the pretraining model's
+        # shortcut of computing only the rows its heads read): the trace shows each op's (B, T, C)
+        rows_only = vars(model).get("last_layer_rows_only")
+        model.last_layer_rows_only = False
+        try:
+            output = model(input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask, **labels)
+            rec.phase = "backward"
+            model.backward()
+        finally:
+            if rows_only is None:
+                vars(model).pop("last_layer_rows_only", None)
+            else:
+                model.last_layer_rows_only = rows_only
     finally:
         for namespace, key, value in reversed(patched):
             namespace[key] = value

@@ -205,8 +205,13 @@ for name in ["cls.predictions.transform.dense.weight", "cls.predictions.transfor
 # its norm per position. It is non-zero only at the masked positions (MLM) and at `[CLS]`
 # (NSP, through the pooler): the encoder learns everything from these few rows. (The gradient
 # still reaches every *input* token, through attention, on the way down.)
+#
+# minibert uses this: the pretraining model computes its last layer's FFN and LayerNorms only at
+# those rows, since no loss reads the others (`docs/architecture.md`). To see the gradient at every
+# position, we turn that off here with `model.last_layer_rows_only = False`.
 
 # %%
+model.last_layer_rows_only = False  # the last layer on every row: its output and gradient are (B, T, C)
 caught = {}
 original = model.bert._layer_backward
 
@@ -218,6 +223,7 @@ def spy(i, dout, cache):
 model.bert._layer_backward = spy
 model(**batch), model.backward()
 model.bert._layer_backward = original
+model.last_layer_rows_only = True
 norms = np.linalg.norm(caught["d"], axis=-1)                                  # (B, T)
 fig, ax = plt.subplots(figsize=(13, 3.4))
 ax.imshow(np.where(batch["attention_mask"] == 1, norms, np.nan), cmap="magma_r", aspect="auto")
