@@ -95,7 +95,7 @@ class BertModelCache(NamedTuple):
 
 class RowsLayerCache(NamedTuple):
     """The cache of a layer of which only some rows of the output were computed (``rows_layer_forward``)."""
-    layer: EncoderLayerCache  # the layer's own cache; after the attention, its arrays hold the rows only
+    layer: EncoderLayerCache  # the layer's own cache; its LayerNorm and FFN caches hold the rows only
     rows: np.ndarray          # (n,) distinct flat indices into B*T
     input_shape: tuple        # (B, T, C)
     whole: bool               # True: the whole layer ran and its output was gathered (another layer's pair)
