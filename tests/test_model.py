@@ -71,13 +71,16 @@ def test_mlm_head_on_labelled_positions_only_equals_full_head_then_masked_loss(e
     assert out2.prediction_logits.shape[0] == sel.sum() - 1
 
 
+@pytest.mark.parametrize("position", ["post", "pre"], ids=["post-LN", "pre-LN-whole-layer-then-rows"])
 @pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["eval", "dropout"])
-def test_the_last_layer_on_the_heads_rows_only_gives_the_full_layer_s_loss_and_every_gradient(each_backend, dropout):
+def test_the_last_layer_on_the_heads_rows_only_gives_the_full_layer_s_loss_and_every_gradient(each_backend, dropout,
+                                                                                             position):
     """With labels, the last layer computes only the rows the heads read (labelled positions and [CLS]).
     Against the same model on every row: the same loss and the same gradient of every parameter, in
     float64 to 1e-12 relative (the only difference is the order of float sums over rows), dropout included
-    (the rows' masks are those the full layer draws), padding and a labelled [CLS] row too."""
-    cfg = small_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    (the rows' masks are those the full layer draws), padding and a labelled [CLS] row too.  A pre-LN
+    model (not BERT) runs its last layer whole and picks the rows: the other path of ``_layer_forward``."""
+    cfg = small_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, layer_norm_position=position)
     batch = make_batch(cfg)
     batch["labels"][1, 0] = 7  # a label at a [CLS] position: that row is read twice (MLM and pooler)
     results = []

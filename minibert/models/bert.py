@@ -489,7 +489,7 @@ class BertForPreTraining(BertWithHead):
     largest matmul of a step), so ``prediction_logits`` is then (P, V).
 
     With labels the last encoder layer, too, computes only the rows the heads read: the labelled positions
-    and [CLS] (``rows_layer_forward``; the same numbers, ~20% less work in a BERT-Tiny step).  Set
+    and [CLS] (``rows_layer_forward``; the same numbers, 17% fewer FLOPs in a BERT-Tiny step).  Set
     ``last_layer_rows_only = False`` to run it on every row (the capstone does, so that its two runs are
     the same operations in the same order).
     """
