@@ -87,11 +87,15 @@ def torch_config(size):
 
 
 # -- the sides: each returns a function that runs one step ------------------------------------------
+FULL_LAST_LAYER = False  # --full-last-layer: minibert's last layer on every row, as transformers computes it
+
+
 def minibert_pretraining(size, backend, batch):
     import numpy as np
 
     import minibert
     model = minibert.BertForPreTraining(minibert_config(size), seed=0, dtype=np.float32).train()
+    model.last_layer_rows_only = not FULL_LAST_LAYER  # by default only the rows the heads read
     opt = minibert.AdamW(model, lr=1e-4, weight_decay=0.01, eps=1e-6)
 
     def step():
@@ -193,7 +197,8 @@ def separate_processes(sides, size, rounds, steps, warmup, threads):
     for _ in range(rounds):
         for side in sides:
             out = subprocess.run([sys.executable, __file__, "--side-probe", side, size, "--steps", str(steps),
-                                  "--warmup", str(warmup), "--threads", str(threads)],
+                                  "--warmup", str(warmup), "--threads", str(threads)]
+                                 + (["--full-last-layer"] if FULL_LAST_LAYER else []),
                                  capture_output=True, text=True, check=True).stdout
             times = json.loads(out.strip().splitlines()[-1])
             for kind, ts in times.items():
@@ -365,7 +370,12 @@ def main():
                     help="rounds of one fresh process per side, in turn (default 3; 0: skip)")
     ap.add_argument("--memory-probe", nargs=3, metavar=("SIDE", "SIZE", "KIND"), help=argparse.SUPPRESS)
     ap.add_argument("--side-probe", nargs=2, metavar=("SIDE", "SIZE"), help=argparse.SUPPRESS)
+    ap.add_argument("--full-last-layer", action="store_true",
+                    help="minibert's last encoder layer on every row, as transformers computes it (by default "
+                         "it computes only the rows the pretraining heads read: docs/performance.md)")
     args = ap.parse_args()
+    global FULL_LAST_LAYER
+    FULL_LAST_LAYER = args.full_last_layer
     set_threads(args.threads)
     if args.memory_probe:
         return memory_probe(*args.memory_probe)
@@ -404,6 +414,9 @@ def main():
     P = int((batch["labels"] != -100).sum())
     # rows of the last layer minibert computes: the labelled positions and the [CLS] rows (BertForPreTraining)
     last_rows = np.union1d(np.flatnonzero(batch["labels"] != -100), np.arange(B) * T).size
+    if FULL_LAST_LAYER:
+        last_rows = B * T
+    print(f"minibert's last layer: {'every row (--full-last-layer)' if FULL_LAST_LAYER else f'{last_rows} rows, those the heads read'}")
     rows = []
     for size in args.sizes.split(","):
         # 1. the full pretraining step
