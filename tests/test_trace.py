@@ -110,6 +110,18 @@ def test_the_pooler_reads_the_cls_position_of_the_last_layer(case):
     assert np.array_equal(steps["bert.pooler.dense"].x, last[:, 0])
 
 
+def test_the_trace_shows_every_row_of_the_last_layer_and_leaves_the_model_s_setting_as_it_was(case):
+    """The pretraining model computes only the rows its heads read; the trace turns that off for its
+    run (every op shows (B, T, C)) and puts the model's own setting back after."""
+    model, batch, steps = case
+    assert steps["bert.encoder.layer.1.output.LayerNorm"].out.shape == (B, T, 12)
+    assert "last_layer_rows_only" not in vars(model) and model.last_layer_rows_only  # the class's default
+    model.last_layer_rows_only = True
+    trace(model, **batch)
+    assert vars(model)["last_layer_rows_only"] is True
+    del model.last_layer_rows_only
+
+
 def test_arrays_changed_in_place_later_are_recorded_as_they_were(case):
     # attention_backward adds the key and value paths into the query path's dx in place (dx += dxk):
     # the query step must still show its own gradient, not the sum
