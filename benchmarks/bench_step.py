@@ -416,7 +416,8 @@ def main():
     last_rows = np.union1d(np.flatnonzero(batch["labels"] != -100), np.arange(B) * T).size
     if FULL_LAST_LAYER:
         last_rows = B * T
-    print(f"minibert's last layer: {'every row (--full-last-layer)' if FULL_LAST_LAYER else f'{last_rows} rows, those the heads read'}")
+    print("minibert's last layer: " + ("every row (--full-last-layer)" if FULL_LAST_LAYER
+                                        else f"{last_rows} rows, those the heads read"))
     rows = []
     for size in args.sizes.split(","):
         # 1. the full pretraining step

@@ -117,7 +117,7 @@ def rows_layer_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, ln1_w, ln1_b, w1
     so are the gradients (``tests/test_model.py``).
 
     The attention runs on every row: each row's keys and values are all the others.  After it, the
-    residual, both LayerNorms and the FFN (two thirds of a layer's work) are per row, so they run on the
+    residual, both LayerNorms and the FFN (more than half of a layer's products) are per row, so they run on the
     n rows only.  These are the lines of ``encoder_layer_forward``, with the rows picked after the
     attention's dropout.
     """
