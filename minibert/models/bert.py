@@ -339,10 +339,7 @@ class BertModel(Module):
         if isinstance(cache, RowsLayerCache) and not cache.whole:
             layer = rows_layer_backward
         elif isinstance(cache, RowsLayerCache):  # forward: out = the whole layer's out at the rows
-            (B, T, C), rows = cache.input_shape, cache.rows
-            d = np.zeros((B * T, C), dout.dtype)
-            d[rows] = dout
-            dout, cache = d.reshape(B, T, C), cache.layer
+            dout, cache = _scatter(dout, cache.rows, cache.input_shape), cache.layer
         dx, *dparams = layer(dout, cache)
         for name, g in zip(LAYER_PARAMETERS.values(), dparams):
             self._acc(pre + name, g)
