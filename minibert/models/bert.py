@@ -32,6 +32,7 @@ from ..layers.encoder_layer import REFERENCE_OPS, EncoderLayerCache
 from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.gelu import ACTIVATIONS
 from ..layers.pre_ln_encoder_layer import pre_ln_encoder_layer_backward, pre_ln_encoder_layer_forward
+from ..layers.rows_attention import RowsAttentionCache
 from ..layers.softmax import attention_mask_to_additive
 from .module import Module, as_int_array, check_config, check_dtype, shape_of
 
@@ -108,7 +109,7 @@ class RowsLayerCache(NamedTuple):
 
 def rows_layer_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, ln1_w, ln1_b, w1, b1, w2, b2, ln2_w, ln2_b,
                        mask_add, num_heads, act="gelu", eps=1e-12, hidden_dropout=0.0, attention_dropout=0.0,
-                       rng=None, training=False, ops=None):
+                       rng=None, training=False, ops=None, every_query=False):
     """``encoder_layer_forward`` when only ``rows`` of its output are read: the last layer under the
     pretraining heads, which read the masked positions and [CLS] (~16% of the rows of a batch).
 
@@ -116,24 +117,25 @@ def rows_layer_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, ln1_w, ln1_b, w1
     the full layer's ``out.reshape(B * T, C)[rows]``, dropout included (the same masks are drawn), and
     so are the gradients (``tests/test_model.py``).
 
-    The attention runs on every row: each row's keys and values are all the others.  After it, the
-    residual, both LayerNorms and the FFN (more than half of a layer's products) are per row, so they run on the
-    n rows only.  These are the lines of ``encoder_layer_forward``, with the rows picked after the
-    attention's dropout.
+    Every row is still a key and a value of the attention.  The rest is per row: the queries, scores,
+    contexts and output projection of the attention (``rows_attention_forward``, when ``ops`` has it;
+    else the attention runs on every row and its rows are picked), the residual, both LayerNorms and the
+    FFN.  These are the lines of ``encoder_layer_forward`` on the n rows.  ``every_query``: run the
+    attention on every row all the same (to keep every query's probabilities: ``output_attentions``).
     """
     K = REFERENCE_OPS if ops is None else ops
     drop = dict(rng=rng, training=training)
     B, T, C = x.shape
-    a, c_att = K.attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
-                                   attention_dropout, **drop)  # (B, T, C)
-    a, c_d1 = K.dropout_forward(a, hidden_dropout, **drop)  # (B, T, C)
-    x, a = x.reshape(B * T, C)[rows], a.reshape(B * T, C)[rows]  # (n, C): the rows the output needs
-    h, c_ln1 = K.layernorm_forward(a + x, ln1_w, ln1_b, eps)  # (n, C)
+    attention_args = (wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads, attention_dropout)
+    if hasattr(K, "rows_attention_forward") and not every_query:
+        a, c_att = K.rows_attention_forward(x, rows, *attention_args, **drop)  # (n, C)
+    else:
+        a, c_att = K.attention_forward(x, *attention_args, **drop)  # (B, T, C)
+        a = a.reshape(B * T, C)[rows]  # (n, C): the rows the output needs
+    a, c_d1 = _rows_dropout_forward(K, a, rows, (B, T, C), hidden_dropout, rng, training)  # (n, C)
+    h, c_ln1 = K.layernorm_forward(a + x.reshape(B * T, C)[rows], ln1_w, ln1_b, eps)  # (n, C)
     f, c_ffn = K.ffn_forward(h, w1, b1, w2, b2, act)  # (n, C)
-    c_d2 = None
-    if training and hidden_dropout:  # f's mask at the rows, as the full layer draws it for all B*T
-        f, c_d2 = K.dropout_forward(_scatter(f, rows, (B, T, C)), hidden_dropout, **drop)  # (B, T, C)
-        f = f.reshape(B * T, C)[rows]  # (n, C)
+    f, c_d2 = _rows_dropout_forward(K, f, rows, (B, T, C), hidden_dropout, rng, training)  # (n, C)
     out, c_ln2 = K.layernorm_forward(f + h, ln2_w, ln2_b, eps)  # (n, C)
     return out, RowsLayerCache(EncoderLayerCache(c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2, ops), rows,
                                (B, T, C), whole=False)
@@ -146,24 +148,41 @@ def _scatter(d, rows, shape):
     return full.reshape(shape)
 
 
+def _rows_dropout_forward(K, v, rows, shape, p, rng, training):
+    """Dropout of the rows (n, C) of a (B, T, C) activation with the masks the whole activation would
+    get: they are drawn for all B*T rows (the same draws from ``rng``), and the rows' are used."""
+    if not training or p == 0.0:
+        return v, None
+    out, cache = K.dropout_forward(_scatter(v, rows, shape), p, rng, training)  # (B, T, C)
+    return out.reshape(-1, shape[-1])[rows], cache
+
+
+def _rows_dropout_backward(K, d, rows, shape, cache):
+    """(n, C) -> (n, C): the backward of ``_rows_dropout_forward``."""
+    if cache is None:
+        return d
+    return K.dropout_backward(_scatter(d, rows, shape), cache).reshape(-1, shape[-1])[rows]
+
+
 def rows_layer_backward(dout, cache):
     """(n, C) -> dx (B, T, C), then the 16 parameter gradients in ``encoder_layer_backward``'s order."""
-    c, rows, (B, T, C) = cache.layer, cache.rows, cache.input_shape
+    c, rows, shape = cache.layer, cache.rows, cache.input_shape
     K = REFERENCE_OPS if c.ops is None else c.ops
     # forward: out = LayerNorm(f + h), f = dropout(FFN(h)), all (n, C)
     dsum2, dln2_w, dln2_b = K.layernorm_backward(dout, c.ffn_norm)
-    df = dsum2
-    if c.ffn_dropout is not None:  # forward: f = dropout(scatter(f))[rows]
-        df = K.dropout_backward(_scatter(dsum2, rows, (B, T, C)), c.ffn_dropout).reshape(B * T, C)[rows]
+    df = _rows_dropout_backward(K, dsum2, rows, shape, c.ffn_dropout)
     dh, dw1, db1, dw2, db2 = K.ffn_backward(df, c.ffn)
     dh = dh + dsum2  # the residual
-    # forward: h = LayerNorm(a[rows] + x[rows]), a = dropout(Attention(x))
+    # forward: h = LayerNorm(a + x[rows]), a = dropout(the attention's output at the rows)
     dsum1, dln1_w, dln1_b = K.layernorm_backward(dh, c.attention_norm)
-    dsum1 = _scatter(dsum1, rows, (B, T, C))  # rows the output did not read get no gradient
-    da = K.dropout_backward(dsum1, c.attention_dropout)
-    dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo = K.attention_backward(da, c.attention)
-    dx = dx + dsum1  # the residual
-    return dx, dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo, dln1_w, dln1_b, dw1, db1, dw2, db2, dln2_w, dln2_b
+    da = _rows_dropout_backward(K, dsum1, rows, shape, c.attention_dropout)  # (n, C)
+    if isinstance(c.attention, RowsAttentionCache):
+        dx, *dattention = K.rows_attention_backward(da, c.attention)
+    else:  # forward: the attention ran on every row and its rows were picked
+        dx, *dattention = K.attention_backward(_scatter(da, rows, shape), c.attention)
+    dx = dx.reshape(-1, shape[-1])
+    dx[rows] += dsum1  # the residual: rows the output did not read get no gradient
+    return (dx.reshape(shape), *dattention, dln1_w, dln1_b, dw1, db1, dw2, db2, dln2_w, dln2_b)
 
 
 class BertModel(Module):
@@ -289,7 +308,8 @@ class BertModel(Module):
 
         layer_caches = []
         for i in range(c.num_hidden_layers):
-            x, cache = self._layer_forward(i, x, mask_add, rows if i == c.num_hidden_layers - 1 else None)
+            x, cache = self._layer_forward(i, x, mask_add, rows if i == c.num_hidden_layers - 1 else None,
+                                           every_query=output_attentions)
             layer_caches.append(cache)
         c_final = None
         if c.layer_norm_position == "pre":  # not BERT: normalise the residual stream once, at the top
@@ -306,12 +326,13 @@ class BertModel(Module):
         attentions = [lc.attention.sdpa.probs for lc in layer_caches] if output_attentions else None
         return BertModelOutput(x, pooled, attentions)
 
-    def _layer_forward(self, i, x, mask_add, rows=None):
+    def _layer_forward(self, i, x, mask_add, rows=None, every_query=False):
         """One post-LN encoder layer: ``backend.ops.encoder_layer_forward`` when the backend is a module that
         defines one (``set_backend(module)``), else ``minibert/layers/encoder_layer.py``'s; either way on
         the backend's kernels (``ops=backend.ops``).  (B, T, C) -> (B, T, C), ``EncoderLayerCache``.
         With ``rows``: -> (n, C), ``RowsLayerCache`` (``rows_layer_forward`` for the library's post-LN
-        layer; any other layer runs on every row, and its output's rows are picked)."""
+        layer; any other layer runs on every row, and its output's rows are picked).  ``every_query``: its
+        attention runs on every row (``output_attentions`` asks for every query's probabilities)."""
         K, c, p = backend.ops, self.config, self.params
         pre = f"encoder.layer.{i}."
         backend.scope = f"encoder.layer.{i} forward"
@@ -325,7 +346,7 @@ class BertModel(Module):
         if rows is None:
             return layer(x, *args, **kwargs)
         if layer is encoder_layer_forward:
-            return rows_layer_forward(x, rows, *args, **kwargs)
+            return rows_layer_forward(x, rows, *args, **kwargs, every_query=every_query)
         out, cache = layer(x, *args, **kwargs)
         return out.reshape(-1, out.shape[-1])[rows], RowsLayerCache(cache, rows, x.shape, whole=True)
 
