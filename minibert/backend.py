@@ -65,6 +65,8 @@ def set_backend(name):
         return
     if name not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba' or a module of layer functions, got {name!r}")
+    if name == "numba" and _forked_from_openmp:
+        raise RuntimeError(FORKED_MESSAGE)
     table = {n: getattr(_reference, n) for n in _OP_NAMES}
     if name == "numba":
         table.update(_numba_ops())
@@ -72,6 +74,21 @@ def set_backend(name):
 
 
 _custom_table = None
+_forked_from_openmp = False
+FORKED_MESSAGE = ("this process was forked after numba's OpenMP threads ran in its parent, and OpenMP cannot run "
+                  "in such a child: it runs the NumPy references (set_backend('numpy')).  To run the numba "
+                  "kernels in worker processes, start them with multiprocessing's 'spawn' method.")
+
+
+def fall_back_after_fork():
+    """Called in a child forked after the numba kernels ran (``minibert/kernels/__init__.py``): the
+    NumPy references from now on, and ``set_backend("numba")`` says why it cannot be."""
+    global _forked_from_openmp
+    _forked_from_openmp = True
+    if _current == "numba":
+        set_backend("numpy")
+        import warnings
+        warnings.warn("minibert: " + FORKED_MESSAGE, RuntimeWarning, stacklevel=2)
 
 
 def _install(table, name):

@@ -260,50 +260,66 @@ def test_matmul_in_slabs_is_numpys_matmul(dtype):
         _blas.matmul(a, b.T, out=np.empty((11, 8), dtype))  # a wrong out: NumPy's own error
 
 
-def test_matmul_runs_each_slab_on_its_own_thread_with_openblas_on_one(monkeypatch):
-    """No OpenBLAS worker gets work, so none spins after the product: every slab runs while OpenBLAS is
-    set to one thread, on three different threads, and OpenBLAS's thread count is put back after."""
+def test_matmul_runs_one_slab_per_thread_while_openblas_is_on_one_thread(monkeypatch):
+    """No OpenBLAS worker gets work, so none spins after the product: the slabs run while OpenBLAS is
+    set to one thread, a 2-D product as one slab of rows per thread (3 here), a stack one matrix at a
+    time, and OpenBLAS's thread count is put back after."""
     assert _blas.OPENBLAS is not None, "NumPy's wheel ships OpenBLAS: its thread setters were not found"
     get_threads, set_threads = _blas.OPENBLAS
-    seen, matmul = [], np.matmul
+    seen, run = [], _blas._gemm_slabs
 
-    def watched(*args, **kwargs):
-        seen.append((threading.get_ident(), get_threads()))
-        time.sleep(0.05)  # a slab as slow as a real one: a thread that is done cannot take the next slab
-        return matmul(*args, **kwargs)
+    def watched(*args):
+        seen.append((get_threads(), args[-3]))  # OpenBLAS's threads during the call, and the slabs
+        return run(*args)
 
-    monkeypatch.setattr(_blas.np, "matmul", watched)
+    monkeypatch.setattr(_blas, "_gemm_slabs", watched)
     previous = get_threads()
     set_threads(2)
     try:
         _blas.matmul(rnd(np.float32, 12, 4), rnd(np.float32, 4, 5))
+        _blas.matmul(rnd(np.float32, 2, 3, 4, 4), rnd(np.float32, 2, 3, 4, 5))
         assert get_threads() == 2
     finally:
         set_threads(previous)
-    assert len(seen) == 3 and len({thread for thread, _ in seen}) == 3, seen
-    assert all(n == 1 for _, n in seen), seen
+    assert seen == [(1, 3), (1, 1)], seen
 
 
-_PRODUCT_IN_A_FORKED_CHILD = """
-import os, numpy as np
+_FORKED_CHILD = """
+import os, warnings, numpy as np
+import minibert
+from minibert import backend
 from minibert.kernels import _blas
-_blas.SMALL, _blas.threads = 0, lambda: 2
+_blas.SMALL = 0
 a = np.ones((64, 64), np.float32)
-_blas.matmul(a, a)  # the parent's pool of threads now exists
-pid = os.fork()
+_blas.matmul(a, a)  # the parent's OpenMP threads now run
+model = minibert.BertModel(minibert.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=16), seed=0).eval()
+expected = model(np.array([[2, 5, 7]])).last_hidden_state
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    pid = os.fork()
 if pid == 0:
-    os._exit(0 if _blas.matmul(a, a)[0, 0] == 64 else 3)
-print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    ok = (_blas.matmul(a, a)[0, 0] == 64 and backend.get_backend() == "numpy"
+          and np.allclose(model(np.array([[2, 5, 7]])).last_hidden_state, expected, atol=1e-5)
+          and any("forked" in str(w.message) for w in caught))
+    try:
+        minibert.set_backend("numba")
+        ok = False
+    except RuntimeError as error:
+        ok = ok and "spawn" in str(error)
+    os._exit(0 if ok else 3)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), backend.get_backend())
 """
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_matmul_works_in_a_forked_child():
-    """A forked child has none of the parent's pool threads: without ``_blas``'s fork hook its first
-    product waits forever on a thread that does not exist (seen: the child hung until killed)."""
-    run = subprocess.run([sys.executable, "-c", _PRODUCT_IN_A_FORKED_CHILD], capture_output=True, text=True,
-                         timeout=60, check=True)
-    assert run.stdout.split()[-1] == "0", run.stdout + run.stderr
+def test_a_child_forked_after_the_kernels_ran_runs_the_numpy_references():
+    """GNU OpenMP cannot run in a child forked after its threads started (numba terminates the child at its
+    first parallel kernel, exit code -15).  So such a child runs the NumPy references, says so once, and
+    refuses ``set_backend("numba")`` with the reason; the parent keeps its numba kernels."""
+    run = subprocess.run([sys.executable, "-c", _FORKED_CHILD], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert run.stdout.split()[-2:] == ["0", "numba"], run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -10,10 +10,31 @@ import os
 
 import numba
 
-# GNU OpenMP threads spin after each parallel region, and so do OpenBLAS's after each product: on a
-# 2-core machine the two fight and a step gets 20x slower.  numba's own pool sleeps when idle.
-if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER = "workqueue"
+# Every parallel kernel, and every slab of a product (``_blas.py``), runs on numba's pool of threads.
+# OpenMP's threads spin a little after each kernel before they sleep, so the next kernel starts in a
+# few microseconds; numba's own "workqueue" pool wakes a sleeping thread each time (~140 us per kernel
+# on the AMD VM of docs/performance.md, where a BERT-Tiny step launches ~140 of them).  Where numba
+# has no OpenMP (no libgomp, macOS), it takes TBB if installed, else its workqueue.
+if not os.environ.get("NUMBA_THREADING_LAYER") and not os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def _after_fork_in_child():
+    """GNU OpenMP cannot run in a process forked after its threads started: numba terminates such a child
+    at its first parallel kernel ("fork() called from a process already using GNU OpenMP, this is
+    unsafe").  So a child forked after minibert's kernels ran runs the NumPy references instead
+    (``minibert.backend``), and its products are NumPy's.  A child started with ``spawn`` has no such
+    limit."""
+    from numba.np.ufunc import parallel  # numba's own record of its started threads (private names)
+    if getattr(parallel, "_is_initialized", False) and getattr(parallel, "_threading_layer", None) == "omp":
+        from . import _blas
+        _blas.forked_from_openmp = True
+        from .. import backend
+        backend.fall_back_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _keep_freed_memory():
