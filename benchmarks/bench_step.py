@@ -399,11 +399,13 @@ def main():
     print(f"CPU: {model}, {ncpu} logical CPUs; vector extensions: {' '.join(vec) or 'none found'}")
     print("\n".join(blas_info()))
     print(f"Python {sys.version.split()[0]}, numba {numba.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    from minibert.kernels import _blas
+    from minibert.kernels.dropout import uniforms
+    uniforms(np.random.default_rng(0), (1 << 16,))  # a parallel kernel: numba starts its threads
     print(f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}, "
           f"BLAS {os.environ['OPENBLAS_NUM_THREADS']} (OPENBLAS_NUM_THREADS); numba layer "
-          f"{numba.config.THREADING_LAYER}")
-    from minibert.kernels import _blas
-    print(f"minibert's products: {_blas.threads()} slabs on its own threads, OpenBLAS at one thread each"
+          f"{numba.threading_layer()}")
+    print(f"minibert's products: {_blas.threads()} slabs on numba's threads, OpenBLAS at one thread each"
           if _blas.OPENBLAS else "minibert's products: plain np.matmul (NumPy's BLAS is not its wheel's OpenBLAS)")
     print(f"at the start: {load_start}")
     rates = gemm_rate(args.threads)

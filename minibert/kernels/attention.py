@@ -11,7 +11,9 @@ is still the attention probabilities (B, A, T, T) and either backward accepts ei
 * the per-head products are BLAS calls as in the reference (``matmul`` over the heads), but write
   straight into the merged (B, T, C) layout through strided views: no ``merge_heads`` copy;
 * every product goes through ``kernels/_blas.py``'s ``matmul``: the batch cut in one slab per thread,
-  each on a one-thread OpenBLAS, so no OpenBLAS thread spins while the next kernel runs.
+  each on a one-thread OpenBLAS, so no OpenBLAS thread spins while the next kernel runs;
+* ``rows_attention_forward/backward``, the twin of ``minibert/layers/rows_attention.py`` (the attention's
+  output at the rows the pretraining heads read), is the same with the queries of those rows only.
 
 A version that also did the per-head products in numba, one task per (batch, head) with a
 register-blocked loop, was 2-5x faster than BLAS on a machine busy with other work (BLAS's

@@ -103,7 +103,8 @@ class RowsLayerCache(NamedTuple):
 
     @property
     def attention(self):
-        """The attention's cache, as ``EncoderLayerCache.attention`` (it ran on every row)."""
+        """The attention's cache, as ``EncoderLayerCache.attention``: a ``RowsAttentionCache`` when only the
+        rows' queries ran (its ``.sdpa.probs`` (B, A, m, T)), else the whole attention's."""
         return self.layer.attention
 
 

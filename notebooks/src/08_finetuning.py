@@ -300,8 +300,8 @@ for sentence, (label, p) in zip(new, ft.classify(model, tok, new, task.label_nam
 # | 3e-4 | 0.771 (balanced 0.695) | 0.614 (balanced 0.483) |
 #
 # (On 2026-11-30, with later kernels, the same two commands gave 0.817 against 0.716 at 1e-3, from a
-# pretraining that reached 0.309, and then 0.824 against 0.716 from one that reached 0.310: a kernel
-# that rounds differently moves every run a little.)
+# pretraining that reached 0.309, then 0.824 against 0.716 from one that reached 0.310, and 0.823
+# against 0.716 from one that reached 0.312: a kernel that rounds differently moves every run a little.)
 #
 # Pretraining helps more the less a random start can do on its own: at a lower learning rate, with
 # fewer steps, or with fewer labels (`--max-train-per-class`). And this pretraining is tiny: BERT-base
