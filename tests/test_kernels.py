@@ -258,6 +258,10 @@ def test_matmul_in_slabs_is_numpys_matmul(dtype):
     close(merged.reshape(B, T, A, C // A).transpose(0, 2, 1, 3), p @ v, dtype, "stack into a strided out")
     with pytest.raises(ValueError):
         _blas.matmul(a, b.T, out=np.empty((11, 8), dtype))  # a wrong out: NumPy's own error
+    square, other = rnd(dtype, 9, 9), rnd(dtype, 9, 9)
+    expected, written_over = square @ other, square.copy()
+    _blas.matmul(written_over, other, out=written_over)  # out is an input: NumPy's result, not half-overwritten rows
+    close(written_over, expected, dtype, "out is the left operand")
 
 
 def test_matmul_runs_one_slab_per_thread_while_openblas_is_on_one_thread(monkeypatch):

@@ -159,8 +159,9 @@ def matmul(a, b, out=None):
     if math.prod(a.shape[:-2]) * M * K * N < SMALL or K == 0:
         return np.matmul(a, b, out=out)
     shape = a.shape[:-1] + (N,)
-    if out is not None and (out.shape != shape or out.dtype != a.dtype):
-        return np.matmul(a, b, out=out)
+    if out is not None and (out.shape != shape or out.dtype != a.dtype or np.may_share_memory(out, a)
+                            or np.may_share_memory(out, b)):
+        return np.matmul(a, b, out=out)  # NumPy copies what overlaps; the slabs would read what they wrote
     if _layout(a) is None:
         a = np.ascontiguousarray(a)
     if _layout(b) is None:
