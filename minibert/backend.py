@@ -8,6 +8,7 @@ up in ``backend.ops`` at call time, so switching takes effect on the next forwar
 """
 import functools
 import os
+import sys
 import types
 
 import numpy as np
@@ -80,15 +81,30 @@ FORKED_MESSAGE = ("this process was forked after numba's OpenMP threads ran in i
                   "kernels in worker processes, start them with multiprocessing's 'spawn' method.")
 
 
-def fall_back_after_fork():
-    """Called in a child forked after the numba kernels ran (``minibert/kernels/__init__.py``): the
-    NumPy references from now on, and ``set_backend("numba")`` says why it cannot be."""
+def _after_fork_in_child():
+    """GNU OpenMP cannot run in a process forked after its threads started: numba terminates such a child
+    at its first parallel kernel ("fork() called from a process already using GNU OpenMP, this is
+    unsafe"), and the numba kernels run on OpenMP (``minibert/kernels/__init__.py``).  So a child forked
+    after the kernels ran runs the NumPy references from then on (with a warning), its products are
+    NumPy's, and ``set_backend("numba")`` says why it cannot be.  A child started with ``spawn`` has no
+    such limit."""
     global _forked_from_openmp
+    kernels = sys.modules.get(__package__ + ".kernels")
+    if kernels is None:
+        return  # the kernels were never loaded: numba's threads cannot have run for them
+    from numba.np.ufunc import parallel  # numba's own record of its started threads (private names)
+    if not (getattr(parallel, "_is_initialized", False) and getattr(parallel, "_threading_layer", None) == "omp"):
+        return
     _forked_from_openmp = True
+    kernels._blas.forked_from_openmp = True
     if _current == "numba":
         set_backend("numpy")
         import warnings
         warnings.warn("minibert: " + FORKED_MESSAGE, RuntimeWarning, stacklevel=2)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install(table, name):

@@ -19,24 +19,6 @@ if not os.environ.get("NUMBA_THREADING_LAYER") and not os.environ.get("NUMBA_THR
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 
-def _after_fork_in_child():
-    """GNU OpenMP cannot run in a process forked after its threads started: numba terminates such a child
-    at its first parallel kernel ("fork() called from a process already using GNU OpenMP, this is
-    unsafe").  So a child forked after minibert's kernels ran runs the NumPy references instead
-    (``minibert.backend``), and its products are NumPy's.  A child started with ``spawn`` has no such
-    limit."""
-    from numba.np.ufunc import parallel  # numba's own record of its started threads (private names)
-    if getattr(parallel, "_is_initialized", False) and getattr(parallel, "_threading_layer", None) == "omp":
-        from . import _blas
-        _blas.forked_from_openmp = True
-        from .. import backend
-        backend.fall_back_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def _keep_freed_memory():
     """Let glibc keep the memory a training step frees, for the next step.
 
