@@ -13,8 +13,8 @@ import numba
 # Every parallel kernel, and every slab of a product (``_blas.py``), runs on numba's pool of threads.
 # OpenMP's threads spin a little after each kernel before they sleep, so the next kernel starts in a
 # few microseconds; numba's own "workqueue" pool wakes a sleeping thread each time (~140 us per kernel
-# on the AMD VM of docs/performance.md, where a BERT-Tiny step launches ~140 of them).  Where numba
-# has no OpenMP (no libgomp, macOS), it takes TBB if installed, else its workqueue.
+# on the AMD VM of docs/performance.md, where a BERT-Tiny step starts 92 kernels and 48 cut products).
+# Where numba has no OpenMP (no libgomp, macOS), it takes TBB if installed, else its workqueue.
 if not os.environ.get("NUMBA_THREADING_LAYER") and not os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
