@@ -105,19 +105,24 @@ def test_attention_with_padding_and_dropout(dtype, dropout):
     close(cache2.sdpa.probs, cache.sdpa.probs, dtype, "probs (cache.sdpa.probs, the model's output_attentions)")
     if dropout:
         assert np.array_equal(cache2[3][5][0], cache[3][5][0]), "same generator: the same attention dropout mask"
-    dout = rnd(dtype, B, T, C)
+    check_attention_backward("attention_backward", rnd(dtype, B, T, C), cache, cache2, dtype)
+
+
+def check_attention_backward(name, dout, cache, cache2, dtype):
+    """The twin's backward ``K.<name>`` against the reference's ``L.<name>`` on the reference's ``cache``
+    and the twin's ``cache2``: the same 9 gradients, and either backward accepts either forward's cache."""
+    reference, twin = getattr(L, name), getattr(K, name)
     names = ("dx", "dwq", "dbq", "dwk", "dbk", "dwv", "dbv", "dwo", "dbo")
-    grads = L.attention_backward(dout, cache)
-    for name, g1, g2 in zip(names, grads, timed("attention_backward", K.attention_backward, dout, cache2)):
-        if name == "dbk":  # exactly 0 in exact arithmetic (softmax ignores a per-row shift): compare absolutely
+    grads = reference(dout, cache)
+    for what, g1, g2 in zip(names, grads, timed(name, twin, dout, cache2)):
+        if what == "dbk":  # exactly 0 in exact arithmetic (softmax ignores a per-row shift): compare absolutely
             assert np.abs(g2).max() < 100 * TOL[dtype] * np.abs(grads[0]).max()
         else:
-            close(g2, g1, dtype, name)
-    # either backward accepts either forward's cache
-    for name, g1, g2, g3 in zip(names, grads, K.attention_backward(dout, cache), L.attention_backward(dout, cache2)):
-        if name != "dbk":
-            close(g2, g1, dtype, name + " (twin backward, reference cache)")
-            close(g3, g1, dtype, name + " (reference backward, twin cache)")
+            close(g2, g1, dtype, what)
+    for what, g1, g2, g3 in zip(names, grads, twin(dout, cache), reference(dout, cache2)):
+        if what != "dbk":
+            close(g2, g1, dtype, what + " (twin backward, reference cache)")
+            close(g3, g1, dtype, what + " (reference backward, twin cache)")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -139,20 +144,7 @@ def test_attention_at_some_rows(dtype, dropout, causal):
     close(out2, out, dtype, "out")
     if dropout:
         assert np.array_equal(cache2.sdpa.dropout[0], cache.sdpa.dropout[0]), "the same attention dropout mask"
-    dout = rnd(dtype, rows.size, C)
-    names = ("dx", "dwq", "dbq", "dwk", "dbk", "dwv", "dbv", "dwo", "dbo")
-    grads = L.rows_attention_backward(dout, cache)
-    for name, g1, g2 in zip(names, grads, timed("rows_attention_backward", K.rows_attention_backward, dout, cache2)):
-        if name == "dbk":  # exactly 0 in exact arithmetic (softmax ignores a per-row shift): compare absolutely
-            assert np.abs(g2).max() < 100 * TOL[dtype] * np.abs(grads[0]).max()
-        else:
-            close(g2, g1, dtype, name)
-    # either backward accepts either forward's cache
-    for name, g1, g2, g3 in zip(names, grads, K.rows_attention_backward(dout, cache),
-                                L.rows_attention_backward(dout, cache2)):
-        if name != "dbk":
-            close(g2, g1, dtype, name + " (twin backward, reference cache)")
-            close(g3, g1, dtype, name + " (reference backward, twin cache)")
+    check_attention_backward("rows_attention_backward", rnd(dtype, rows.size, C), cache, cache2, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

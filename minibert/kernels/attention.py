@@ -26,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from ..layers.attention import AttentionCache, SDPACache
-from ..layers.rows_attention import RowsAttentionCache, query_positions
+from ..layers.rows_attention import RowsAttentionCache, query_positions, query_rows_of
 from ._blas import matmul
 from ._vecmath import kernel, vexp
 from .dropout import uniforms
@@ -257,25 +257,21 @@ def rows_attention_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, nu
     A = num_heads
     pos, real = query_positions(rows, B, T)  # (B, m), (B*m,)
     m = pos.shape[1]
-    flat = (np.arange(B)[:, None] * T + pos).reshape(-1)  # (B*m,) the queries' rows among B*T
     x2 = x.reshape(B * T, C)
     # k, v = x Wk^T + bk, x Wv^T + bv, as one product over every row
     kv = matmul(x2, np.concatenate((wk, wv)).T)  # (B*T, 2C)
     kv += np.concatenate((bk, bv))
     k, v = (_heads(kv[:, i * C:(i + 1) * C], B, T, A) for i in range(2))  # (B, A, T, D) views
-    xq = x2[flat]  # (B*m, C)
+    xq = query_rows_of(x, pos).reshape(B * m, C)
     q2 = matmul(xq, wq.T)  # (B*m, C)
     q2 += bq
     q = _heads(q2, B, m, A)  # (B, A, m, D)
     scale = 1.0 / math.sqrt(C // A)
     scores = matmul(q, k.transpose(0, 1, 3, 2))  # (B, A, m, T), unscaled
-    mask = mask_add
-    if mask is not None and mask.shape[2] != 1:  # causal (B, 1, T, T): the queries' rows
-        mask = mask.reshape(B * T, T)[flat].reshape(B, 1, m, T)
+    mask = None if mask_add is None else query_rows_of(mask_add, pos)  # a causal mask: the queries' rows
     draws = None
     if training and dropout_p != 0.0:  # attention_forward's draws for all (B, A, T, T), at the queries' rows
-        u = uniforms(rng, (B, A, T, T)).reshape(B * A * T, T)
-        draws = u[(np.arange(B)[:, None, None] * A + np.arange(A)[:, None]) * T + pos[:, None, :]]  # (B, A, m, T)
+        draws = query_rows_of(uniforms(rng, (B, A, T, T)), pos)  # (B, A, m, T)
     probs, dropped, drop_cache = attention_softmax_forward(scores, mask, scale, dropout_p, rng, training,
                                                            out=scores, draws=draws)
     ctx = np.empty((B * m, C), x.dtype)  # heads merged: written through its (B, A, m, D) view

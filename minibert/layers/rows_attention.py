@@ -64,10 +64,15 @@ def query_positions(rows, B, T):
 
 
 def query_rows_of(a, pos):
-    """(B, R, ...) -> (B, m, ...): rows ``pos`` (B, m) of each sequence's axis 1 (R = T, or 1 to broadcast)."""
-    if a.shape[1] == 1:
+    """(B, ..., T, K) -> (B, ..., m, K): the rows ``pos`` (B, m) of each sequence along the axis T, e.g.
+    x (B, T, C) -> (B, m, C), a causal mask (B, 1, T, T) -> (B, 1, m, T), dropout's numbers (B, A, T, T)
+    -> (B, A, m, T).  An axis of length 1 there (a padding mask (B, 1, 1, T)) broadcasts: ``a`` itself."""
+    B, T, K = a.shape[0], a.shape[-2], a.shape[-1]
+    if T == 1:
         return a
-    return np.take_along_axis(a, pos.reshape(pos.shape + (1,) * (a.ndim - 2)), axis=1)
+    H = math.prod(a.shape[1:-2])  # the axes between, e.g. the heads
+    index = (np.arange(B)[:, None, None] * H + np.arange(H)[:, None]) * T + pos[:, None, :]  # (B, H, m)
+    return np.ascontiguousarray(a).reshape(B * H * T, K)[index].reshape(a.shape[:-2] + (pos.shape[1], K))
 
 
 def rows_attention_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
@@ -85,11 +90,11 @@ def rows_attention_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, nu
     scale = 1.0 / math.sqrt(C // A)
     scores = (q @ k.transpose(0, 1, 3, 2)) * q.dtype.type(scale)  # (B, A, m, T)
     # a causal mask (B, 1, T, T) has a row per query: the read rows'; a padding mask (B, 1, 1, T) broadcasts
-    mask = None if mask_add is None else query_rows_of(np.moveaxis(mask_add, 2, 1), pos).swapaxes(1, 2)
+    mask = None if mask_add is None else query_rows_of(mask_add, pos)
     probs, _ = softmax_forward(scores, mask)  # (B, A, m, T)
     dropped, drop_cache = probs, None
     if training and dropout_p != 0.0:  # attention_forward's draws for all (B, A, T, T), at the read rows
-        u = query_rows_of(np.moveaxis(rng.random((B, A, T, T), dtype=np.float32), 2, 1), pos).swapaxes(1, 2)
+        u = query_rows_of(rng.random((B, A, T, T), dtype=np.float32), pos)
         keep = u >= dropout_p  # (B, A, m, T)
         drop_scale = 1.0 / (1.0 - dropout_p)
         dropped, drop_cache = probs * keep * probs.dtype.type(drop_scale), (keep, drop_scale)
