@@ -87,22 +87,29 @@ def torch_config(size):
 
 
 # -- the sides: each returns a function that runs one step ------------------------------------------
-FULL_LAST_LAYER = False  # --full-last-layer: minibert's last layer on every row, as transformers computes it
+WHOLE_MODEL = False  # --whole-model: minibert's model itself (every row, the MLM head at every position), as
+#                     transformers computes it; by default the pretraining job's loss-only fast path
 
 
 def minibert_pretraining(size, backend, batch):
     import numpy as np
 
     import minibert
+    from minibert.kernels.heads_rows import LossOnly
     model = minibert.BertForPreTraining(minibert_config(size), seed=0, dtype=np.float32).train()
-    model.last_layer_rows_only = not FULL_LAST_LAYER  # by default only the rows the heads read
+    # what the pretraining job runs: only the rows the heads read (Job.loss_only); --whole-model: the model
+    path = None if WHOLE_MODEL else LossOnly()
     opt = minibert.AdamW(model, lr=1e-4, weight_decay=0.01, eps=1e-6)
 
     def step():
         minibert.set_backend(backend)
-        model(**batch)
         model.zero_grad()  # backward() adds into the gradients, as torch's; the training step zeroes
-        model.backward()
+        if path is None:
+            model(**batch)
+            model.backward()
+        else:
+            path.forward(model, **batch)
+            path.backward(model)
         opt.step()
     return step
 
@@ -198,7 +205,7 @@ def separate_processes(sides, size, rounds, steps, warmup, threads):
         for side in sides:
             out = subprocess.run([sys.executable, __file__, "--side-probe", side, size, "--steps", str(steps),
                                   "--warmup", str(warmup), "--threads", str(threads)]
-                                 + (["--full-last-layer"] if FULL_LAST_LAYER else []),
+                                 + (["--whole-model"] if WHOLE_MODEL else []),
                                  capture_output=True, text=True, check=True).stdout
             times = json.loads(out.strip().splitlines()[-1])
             for kind, ts in times.items():
@@ -370,12 +377,13 @@ def main():
                     help="rounds of one fresh process per side, in turn (default 3; 0: skip)")
     ap.add_argument("--memory-probe", nargs=3, metavar=("SIDE", "SIZE", "KIND"), help=argparse.SUPPRESS)
     ap.add_argument("--side-probe", nargs=2, metavar=("SIDE", "SIZE"), help=argparse.SUPPRESS)
-    ap.add_argument("--full-last-layer", action="store_true",
-                    help="minibert's last encoder layer on every row, as transformers computes it (by default "
-                         "it computes only the rows the pretraining heads read: docs/performance.md)")
+    ap.add_argument("--whole-model", action="store_true",
+                    help="minibert's BertForPreTraining itself: every row of every layer and the MLM head at every "
+                         "position, as transformers computes it (by default the pretraining job's loss-only fast "
+                         "path, which computes only the rows the heads read: minibert/kernels/heads_rows.py)")
     args = ap.parse_args()
-    global FULL_LAST_LAYER
-    FULL_LAST_LAYER = args.full_last_layer
+    global WHOLE_MODEL
+    WHOLE_MODEL = args.whole_model
     set_threads(args.threads)
     if args.memory_probe:
         return memory_probe(*args.memory_probe)
@@ -416,9 +424,9 @@ def main():
     P = int((batch["labels"] != -100).sum())
     # rows of the last layer minibert computes: the labelled positions and the [CLS] rows (BertForPreTraining)
     last_rows = np.union1d(np.flatnonzero(batch["labels"] != -100), np.arange(B) * T).size
-    if FULL_LAST_LAYER:
+    if WHOLE_MODEL:
         last_rows = B * T
-    print("minibert's last layer: " + ("every row (--full-last-layer)" if FULL_LAST_LAYER
+    print("minibert's last layer: " + ("every row, the MLM head at every position (--whole-model)" if WHOLE_MODEL
                                         else f"{last_rows} rows, those the heads read"))
     rows = []
     for size in args.sizes.split(","):

@@ -99,9 +99,10 @@ def diagnose(run_dir, counts_cache):
         uniform_sum += np.sum((n_real - 1) / n_real)                       # 1/n on each real neighbour pair
         uniform_count += np.sum(n_real - 1)
         T = b["input_ids"].shape[1]
-        labels = b["labels"].reshape(-1)[out.masked_positions]
-        guesses = out.prediction_logits.argmax(-1)
-        for pos, label, guess in zip(out.masked_positions, labels, guesses):
+        positions = np.flatnonzero(b["labels"].reshape(-1) != -100)  # (P,) the labelled rows of B*T
+        labels = b["labels"].reshape(-1)[positions]
+        guesses = out.prediction_logits.reshape(-1, out.prediction_logits.shape[-1])[positions].argmax(-1)
+        for pos, label, guess in zip(positions, labels, guesses):
             row, t = divmod(int(pos), T)
             ids = b["input_ids"][row]
             k = kind_of(tokenizer.convert_ids_to_tokens(int(label)))

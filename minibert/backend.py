@@ -19,11 +19,6 @@ from . import layers as _reference
 # then runs minibert.layers' own (whose inner kernels come from this table); a module given to
 # set_backend may supply its own (the capstone: a student's encoder layer)
 COMPOSITES = ("encoder_layer_forward", "encoder_layer_backward")
-# the attention's output at some rows only (the last layer's, under the pretraining heads): a shortcut for
-# the attention pair, so a module given to set_backend that defines its own attention does not get the
-# library's, and the model runs the module's attention on every row of every layer
-SHORTCUTS = ("rows_attention_forward", "rows_attention_backward")
-STANDS_IN_FOR = ("attention_forward", "attention_backward")  # the pair the shortcuts do part of the work of
 _OP_NAMES = [n for n in dir(_reference) if n.endswith(("_forward", "_backward", "_update")) and n not in COMPOSITES]
 ops = types.SimpleNamespace()
 _current = None
@@ -59,10 +54,6 @@ def set_backend(name):
                              f"({', '.join(_OP_NAMES + list(COMPOSITES))})")
         table = {n: getattr(_reference, n) for n in _OP_NAMES}
         table.update(own)
-        if any(n in own for n in STANDS_IN_FOR):
-            for n in SHORTCUTS:
-                if n not in own:
-                    table.pop(n)
         _install(table, f"custom:{getattr(name, '__name__', type(name).__name__)}")
         return
     if name not in ("numpy", "numba"):

@@ -91,22 +91,6 @@ def encoder_layer_module(bug=None):
     return module
 
 
-def test_a_students_attention_runs_in_every_layer_not_the_librarys_shortcut_for_the_last(restore_backend):
-    """The last layer's attention at the heads' rows only (``rows_attention_forward``) is the library's
-    shortcut: a module that defines its own attention does not get it, so the model runs the student's
-    attention on every row of every layer."""
-    for name in ("numpy", "numba"):
-        minibert.set_backend(name)
-        assert hasattr(backend.ops, "rows_attention_forward")
-    calls = []
-    student = types.ModuleType("student_attention")
-    student.attention_forward = lambda *a, **k: calls.append(1) or minibert.layers.attention_forward(*a, **k)
-    minibert.set_backend(student)
-    assert not hasattr(backend.ops, "rows_attention_forward")
-    loss_curve(steps=1)
-    assert len(calls) == 2  # once per layer, the last included
-
-
 CAPSTONE_STEPS = 20  # the short form of the capstone's few hundred steps
 
 

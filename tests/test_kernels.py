@@ -125,28 +125,6 @@ def check_attention_backward(name, dout, cache, cache2, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-@pytest.mark.parametrize("causal", [False, True], ids=["padding-mask", "causal-mask"])
-def test_attention_at_some_rows(dtype, dropout, causal):
-    """The twin of ``rows_attention_forward`` (the last layer under the pretraining heads): rows of
-    different counts per sequence (queries padded to the longest), masks drawn from the same generator."""
-    x = rnd(dtype, B, T, C)
-    wb = [rnd(dtype, *s, scale=0.4) for _ in range(4) for s in ((C, C), (C,))]
-    mask = np.ones((B, T), dtype=np.int64)
-    mask[1, 5:] = 0
-    mask_add = attention_mask_to_additive(mask, dtype, causal=causal)
-    rows = np.array([0, 3, 4, 7, 14, 15, 16, 17, 18, 19, 20])  # 3, 1 and all 7 rows of the sequences
-    args = (x, rows, *wb, mask_add, A, dropout)
-    out, cache = L.rows_attention_forward(*args, rng=np.random.default_rng(7), training=True)
-    out2, cache2 = timed("rows_attention_forward", K.rows_attention_forward, *args, rng=np.random.default_rng(7),
-                         training=True)
-    close(out2, out, dtype, "out")
-    if dropout:
-        assert np.array_equal(cache2.sdpa.dropout[0], cache.sdpa.dropout[0]), "the same attention dropout mask"
-    check_attention_backward("rows_attention_backward", rnd(dtype, rows.size, C), cache, cache2, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_padding_keys_get_zero_probability(dtype):
     x = rnd(dtype, B, T, C)
     wb = [rnd(dtype, *s, scale=0.4) for _ in range(4) for s in ((C, C), (C,))]

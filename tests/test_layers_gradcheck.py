@@ -96,28 +96,6 @@ def test_attention_ignores_padded_keys():
     np.testing.assert_allclose(out1[0, :3], out2[0, :3], rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("causal", [False, True], ids=["padding-mask", "causal-mask"])
-def test_attention_at_some_rows_is_the_whole_attention_at_those_rows(causal):
-    """``rows_attention_forward`` computes only the queries of ``rows``: its output and every gradient
-    (given an upstream gradient at those rows only) are the whole layer's, dropout masks included (the
-    same draws), to 1e-12 in float64: the same arithmetic, with the sums over rows in another order."""
-    B, T, C, A = 3, 6, 12, 3
-    weights = [randn(C, C, scale=0.4) if i % 2 == 0 else randn(C, scale=0.1) for i in range(8)]
-    mask_add = L.attention_mask_to_additive(np.array([[1] * 6, [1] * 4 + [0] * 2, [1] * 6]), np.float64, causal)
-    x = randn(B, T, C)
-    rows = np.array([0, 2, 5, 6, 9, 12, 13, 14, 15, 16, 17])  # 3, 2 and 6 rows of the three sequences
-    args = dict(mask_add=mask_add, num_heads=A, dropout_p=0.3, training=True)
-    out, cache = L.attention_forward(x, *weights, rng=np.random.default_rng(4), **args)
-    out_rows, rows_cache = L.rows_attention_forward(x, rows, *weights, rng=np.random.default_rng(4), **args)
-    np.testing.assert_allclose(out_rows, out.reshape(B * T, C)[rows], rtol=1e-12, atol=0)
-    d_rows = randn(rows.size, C)
-    d = np.zeros((B * T, C))
-    d[rows] = d_rows
-    full_grads = L.attention_backward(d.reshape(B, T, C), cache)
-    for g_rows, g in zip(L.rows_attention_backward(d_rows, rows_cache), full_grads):
-        assert np.abs(g_rows - g).max() <= 1e-12 * np.abs(g).max() + 1e-15  # dbk is 0 up to rounding
-
-
 def test_dropout_scaling():
     x = randn(4, 50, 30)
     out, (keep, scale) = L.dropout_forward(x, 0.2, np.random.default_rng(3), True)

@@ -48,10 +48,15 @@ def test_padded_tokens_change_neither_loss_nor_gradients(each_backend):
         np.testing.assert_allclose(g, g1[n], atol=1e-12, rtol=0, err_msg=n)
 
 
-def test_mlm_head_on_labelled_positions_only_equals_full_head_then_masked_loss(each_backend):
+def test_with_labels_the_model_returns_what_transformers_returns_and_the_mlm_loss_reads_labelled_positions_only(
+        each_backend):
+    """As transformers' BertForPreTraining: with labels, ``prediction_logits`` is (B, T, V) and the same
+    as without labels, ``last_hidden_state`` (B, T, C); ``mlm_loss`` is the mean cross-entropy over the
+    labelled positions only (computed here by hand from the logits, float64 to 1e-12)."""
     cfg = small_config()
     model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)).eval()
     batch = make_batch(cfg)
+    B, T = batch["input_ids"].shape
     full = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).prediction_logits
     labels = batch["labels"]
     sel = labels != -100
@@ -59,82 +64,41 @@ def test_mlm_head_on_labelled_positions_only_equals_full_head_then_masked_loss(e
     logp = z - z.max(-1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
     expected = -logp[np.arange(len(z)), labels[sel]].mean()
-    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=labels)
-    assert out.prediction_logits.shape == (sel.sum(), cfg.vocab_size)
+    out = model(**batch)
+    assert out.prediction_logits.shape == (B, T, cfg.vocab_size)
+    assert out.last_hidden_state.shape == (B, T, cfg.hidden_size)
+    np.testing.assert_array_equal(out.prediction_logits, full)
     assert abs(out.mlm_loss - expected) < 1e-12
-    # changing the label of an unlabelled position is impossible (it is -100); changing which
-    # *tokens* sit at unlabelled positions of course changes the context -- so we check the labels
-    # side: adding -100s at new places only removes those positions from the average
+    # one more -100 only removes that position from the average
     labels2 = labels.copy()
     labels2[sel.nonzero()[0][0], sel.nonzero()[1][0]] = -100
-    out2 = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=labels2)
-    assert out2.prediction_logits.shape[0] == sel.sum() - 1
+    sel2 = labels2 != -100
+    expected2 = -logp[np.arange(len(z)), labels[sel]][sel2[sel]].mean()
+    assert abs(model(**{**batch, "labels": labels2}).mlm_loss - expected2) < 1e-12
 
 
-@pytest.mark.parametrize("variant", [dict(), dict(is_decoder=True), dict(layer_norm_position="pre")],
-                         ids=["post-LN", "causal-mask", "pre-LN-whole-layer-then-rows"])
-@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["eval", "dropout"])
-def test_the_last_layer_on_the_heads_rows_only_gives_the_full_layer_s_loss_and_every_gradient(each_backend, dropout,
-                                                                                             variant):
-    """With labels, the last layer computes only the rows the heads read (labelled positions and [CLS]).
-    Against the same model on every row: the same loss and the same gradient of every parameter, in
-    float64 to 1e-12 relative (the only difference is the order of float sums over rows), dropout included
-    (the rows' masks are those the full layer draws), padding and a labelled [CLS] row too, and a causal
-    mask (a row per query).  A pre-LN model (not BERT) runs its last layer whole and picks the rows: the
-    other path of ``_layer_forward``."""
-    cfg = small_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **variant)
-    batch = make_batch(cfg)
-    batch["labels"][1, 0] = 7  # a label at a [CLS] position: that row is read twice (MLM and pooler)
-    results = []
-    for rows_only in (True, False):
-        model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64)).train()
-        model.last_layer_rows_only = rows_only
-        out = model(**batch)
-        model.backward()
-        results.append((out, model.grad_state_dict()))
-    (fast, g_fast), (full, g_full) = results
-    assert abs(fast.loss - full.loss) <= 1e-12 * abs(full.loss)
-    # relative to the largest logit: a logit near 0 is a difference of larger numbers, summed in another order
-    assert np.abs(fast.prediction_logits - full.prediction_logits).max() <= 1e-12 * np.abs(full.prediction_logits).max()
-    assert g_fast.keys() == g_full.keys()
-    largest = max(np.abs(g).max() for g in g_full.values())
-    for name in g_full:
-        # the key bias's gradient is 0 up to rounding (softmax ignores a shift: docs/backward/attention.md),
-        # so it is held to the scale of the largest gradient, not to its own
-        scale = largest if name.endswith("attention.self.key.bias") else np.abs(g_full[name]).max()
-        assert np.abs(g_fast[name] - g_full[name]).max() <= 1e-12 * scale, name
-    assert fast.last_hidden_state is None and full.last_hidden_state.shape == (3, 9, cfg.hidden_size)
-
-
-def test_with_labels_output_attentions_still_gives_every_query_s_probabilities(each_backend):
-    """The last layer's attention computes only the heads' rows, unless the attentions are asked for."""
+def test_with_labels_output_attentions_gives_every_query_s_probabilities(each_backend):
     cfg = small_config()
     batch = make_batch(cfg)
     model = minibert.BertForPreTraining(cfg, seed=0).eval()
     out = model(**batch, output_attentions=True)
     B, T = batch["input_ids"].shape
     assert [a.shape for a in out.attentions] == [(B, cfg.num_attention_heads, T, T)] * cfg.num_hidden_layers
-    everything = minibert.BertModel(cfg, seed=0)
-    everything.load_state_dict(model.bert.state_dict())
-    expected = everything.eval()(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                                 output_attentions=True).attentions[-1]
-    np.testing.assert_allclose(out.attentions[-1], expected, rtol=1e-5, atol=1e-7)
 
 
-def test_rows_of_the_encoder_output_must_be_sorted_distinct_and_include_every_cls_row():
-    cfg = small_config()
-    bert = minibert.BertModel(cfg, seed=0)
-    ids = make_batch(cfg, B=2, T=5)["input_ids"]
-    out = bert(ids, rows=np.array([0, 3, 5, 9]))
-    assert out.last_hidden_state.shape == (4, cfg.hidden_size) and out.pooler_output.shape == (2, cfg.hidden_size)
-    np.testing.assert_allclose(out.last_hidden_state, bert(ids).last_hidden_state.reshape(10, -1)[[0, 3, 5, 9]],
-                               rtol=1e-5, atol=1e-6)  # float32: rounding differs with the rows' count
-    with pytest.raises(ValueError, match="sorted, distinct flat indices into B.T = 10"):
-        bert(ids, rows=np.array([5, 0, 3]))
-    with pytest.raises(ValueError, match="sorted, distinct"):
-        bert(ids, rows=np.array([0, 5, 10]))
-    with pytest.raises(ValueError, match=r"every \[CLS\] row b \* T"):
-        bert(ids, rows=np.array([0, 3]))
+def test_eval_mode_turns_dropout_off_inside_the_block_and_restores_the_mode_even_after_an_error():
+    model = minibert.BertForPreTraining(small_config(), seed=0).train()
+    with model.eval_mode():
+        assert not model.training and not model.bert.training
+    assert model.training and model.bert.training
+    with pytest.raises(RuntimeError):
+        with model.eval_mode():
+            raise RuntimeError("inside")
+    assert model.training
+    model.eval()
+    with model.eval_mode():
+        pass
+    assert not model.training  # an eval model stays in eval
 
 
 def test_initial_losses_are_about_ln_V_and_ln_2():

@@ -34,12 +34,19 @@ def test_pretraining_outputs_loss_and_every_gradient_match_transformers(each_bac
     np.testing.assert_allclose(out.seq_relationship_logits, hf_out.seq_relationship_logits.detach().numpy(),
                                rtol=0, atol=1e-9)
 
-    # 2. loss and gradients with labels
-    out = model(**batch)
+    # 2. with labels: the same outputs as transformers' (every position's logits, the hidden states), the
+    # loss and every gradient
+    out = model(**batch, output_attentions=True)
     model.backward()
-    hf_out = hf(**{k: _t(v) for k, v in batch.items()})
+    hf_out = hf(**{k: _t(v) for k, v in batch.items()}, output_hidden_states=True, output_attentions=True)
     hf_out.loss.backward()
     assert abs(out.loss - hf_out.loss.item()) <= 1e-10 * abs(hf_out.loss.item())
+    np.testing.assert_allclose(out.prediction_logits, hf_out.prediction_logits.detach().numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out.seq_relationship_logits, hf_out.seq_relationship_logits.detach().numpy(),
+                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out.last_hidden_state, hf_out.hidden_states[-1].detach().numpy(), rtol=0, atol=1e-10)
+    for ours, theirs in zip(out.attentions, hf_out.attentions, strict=True):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=0, atol=1e-12)
     assert_grads_match(model.grad_state_dict(), {n: p.grad.numpy() for n, p in hf.named_parameters()}, 1e-8)
 
 

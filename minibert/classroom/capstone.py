@@ -141,9 +141,6 @@ def load_student(student):
 def _train(steps, batches, vocab_size, seed, lr, warmup):
     cfg = BertConfig(vocab_size=vocab_size, **CAPSTONE_CONFIG)
     model = BertForPreTraining(cfg, seed=seed, dtype=np.float64)
-    # every row of the last layer on both sides: a student's layer runs whole, and the reference then does
-    # the very same operations in the same order (bit for bit, not just to rounding)
-    model.last_layer_rows_only = False
     model.train()
     opt = AdamW(model, lr=lr, weight_decay=0.01)
     curve = []

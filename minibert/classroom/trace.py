@@ -439,7 +439,6 @@ def trace(model, input_ids, token_type_ids=None, attention_mask=None, tokens=Non
     saved_ops = dict(vars(backend.ops))
     saved_state = {k: getattr(backend, k) for k in ("_current", "_custom_table") if hasattr(backend, k)}
     patched = []  # (namespace, key, original)
-    own_setting = vars(model).get("last_layer_rows_only")  # put back after (None: the class's default)
     try:
         backend.set_backend("numpy")
         from ..layers import ACTIVATIONS
@@ -457,17 +456,10 @@ def trace(model, input_ids, token_type_ids=None, attention_mask=None, tokens=Non
             patched.append((ACTIVATIONS, key, pair))
             ACTIVATIONS[key] = tuple(rec.wrap(f) for f in pair)
         model.zero_grad()
-        # the layers as BERT defines them, every row of the last one too (not the pretraining model's
-        # shortcut of computing only the rows its heads read): the trace shows each op's (B, T, C)
-        model.last_layer_rows_only = False
         output = model(input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask, **labels)
         rec.phase = "backward"
         model.backward()
     finally:
-        if own_setting is None:
-            vars(model).pop("last_layer_rows_only", None)
-        else:
-            model.last_layer_rows_only = own_setting
         for namespace, key, value in reversed(patched):
             namespace[key] = value
         backend.ops.__dict__.clear()

@@ -49,7 +49,7 @@ _keep_freed_memory()
 
 from .adamw import adamw_update  # noqa: E402  (after the threading layer is chosen)
 from .attention import (attention_backward, attention_forward, attention_softmax_backward,  # noqa: E402
-                        attention_softmax_forward, rows_attention_backward, rows_attention_forward)
+                        attention_softmax_forward)
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 from .dropout import dropout_backward, dropout_forward  # noqa: E402
 from .embedding import embedding_backward  # noqa: E402
@@ -64,8 +64,6 @@ OPS = {
     "layernorm_backward": layernorm_backward,
     "attention_forward": attention_forward,
     "attention_backward": attention_backward,
-    "rows_attention_forward": rows_attention_forward,
-    "rows_attention_backward": rows_attention_backward,
     "ffn_forward": ffn_forward,
     "ffn_backward": ffn_backward,
     "gelu_forward": gelu_forward,

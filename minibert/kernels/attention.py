@@ -12,8 +12,8 @@ is still the attention probabilities (B, A, T, T) and either backward accepts ei
   straight into the merged (B, T, C) layout through strided views: no ``merge_heads`` copy;
 * every product goes through ``kernels/_blas.py``'s ``matmul``: the batch cut in one slab per thread,
   each on a one-thread OpenBLAS, so no OpenBLAS thread spins while the next kernel runs;
-* ``rows_attention_forward/backward``, the twin of ``minibert/layers/rows_attention.py`` (the attention's
-  output at the rows the pretraining heads read), is the same with the queries of those rows only.
+* the attention at the rows the pretraining heads read (``minibert/kernels/heads_rows.py``, the loss-only
+  fast path) is built from this file's kernels.
 
 A version that also did the per-head products in numba, one task per (batch, head) with a
 register-blocked loop, was 2-5x faster than BLAS on a machine busy with other work (BLAS's
@@ -26,7 +26,6 @@ import numpy as np
 from numba import prange
 
 from ..layers.attention import AttentionCache, SDPACache
-from ..layers.rows_attention import RowsAttentionCache, query_positions, query_rows_of
 from ._blas import matmul
 from ._vecmath import kernel, vexp
 from .dropout import uniforms
@@ -242,78 +241,3 @@ def attention_backward(dout, cache):
     dw = matmul(dqkv.T, x.reshape(B * T, C))  # (3C, C)
     db = dqkv.sum(axis=0)  # (3C,)
     return (dx.reshape(B, T, C), dw[:C], db[:C], dw[C:2 * C], db[C:2 * C], dw[2 * C:], db[2 * C:], dwo, dbo)
-
-
-def rows_attention_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads,
-                           dropout_p=0.0, rng=None, training=False):
-    """numba twin of ``minibert.layers.rows_attention.rows_attention_forward``: the attention's output
-    at ``rows`` only.  As ``attention_forward``, with k and v in one product; the queries are those of
-    the read rows, padded to (B, m).
-
-    (B, T, C), rows (n,), weights (C, C), biases (C,), mask (B, 1, 1|T, T) -> out (n, C),
-    ``RowsAttentionCache``.
-    """
-    B, T, C = x.shape
-    A = num_heads
-    pos, real = query_positions(rows, B, T)  # (B, m), (B*m,)
-    m = pos.shape[1]
-    x2 = x.reshape(B * T, C)
-    # k, v = x Wk^T + bk, x Wv^T + bv, as one product over every row
-    kv = matmul(x2, np.concatenate((wk, wv)).T)  # (B*T, 2C)
-    kv += np.concatenate((bk, bv))
-    k, v = (_heads(kv[:, i * C:(i + 1) * C], B, T, A) for i in range(2))  # (B, A, T, D) views
-    xq = query_rows_of(x, pos).reshape(B * m, C)
-    q2 = matmul(xq, wq.T)  # (B*m, C)
-    q2 += bq
-    q = _heads(q2, B, m, A)  # (B, A, m, D)
-    scale = 1.0 / math.sqrt(C // A)
-    scores = matmul(q, k.transpose(0, 1, 3, 2))  # (B, A, m, T), unscaled
-    mask = None if mask_add is None else query_rows_of(mask_add, pos)  # a causal mask: the queries' rows
-    draws = None
-    if training and dropout_p != 0.0:  # attention_forward's draws for all (B, A, T, T), at the queries' rows
-        draws = query_rows_of(uniforms(rng, (B, A, T, T)), pos)  # (B, A, m, T)
-    probs, dropped, drop_cache = attention_softmax_forward(scores, mask, scale, dropout_p, rng, training,
-                                                           out=scores, draws=draws)
-    ctx = np.empty((B * m, C), x.dtype)  # heads merged: written through its (B, A, m, D) view
-    matmul(dropped, v, out=_heads(ctx, B, m, A))
-    ctx = ctx[real]  # (n, C): the padding queries dropped
-    out = matmul(ctx, wo.T)  # (n, C)
-    out += bo
-    cs = SDPACache(q, k, v, probs, dropped, drop_cache, scale)
-    return out, RowsAttentionCache((xq.reshape(B, m, C), wq), (x, wk), (x, wv), cs, (ctx, wo), A, rows, pos, real)
-
-
-def rows_attention_backward(dout, cache):
-    """numba twin of ``minibert.layers.rows_attention.rows_attention_backward``.
-
-    (n, C) -> dx (B, T, C), dwq, dbq, dwk, dbk, dwv, dbv, dwo, dbo
-    """
-    (xq, wq), (x, wk), (_, wv), cs, (ctx, wo), A, rows, pos, real = cache
-    q, k, v, probs, dropped, drop_cache, scale = cs
-    B, T, C = x.shape
-    m = pos.shape[1]
-    # forward: out = ctx @ wo.T + bo, ctx the real queries' rows
-    dctx = np.zeros((B * m, C), x.dtype)
-    dctx[real] = matmul(dout, wo)  # a padding query gets no gradient
-    dctx = _heads(dctx, B, m, A)  # (B, A, m, D) view
-    dwo = matmul(dout.T, ctx)
-    dbo = dout.sum(axis=0)
-    dkv = np.empty((B * T, 2 * C), x.dtype)  # dk, dv written through (B, A, T, D) views
-    dk, dv = (_heads(dkv[:, i * C:(i + 1) * C], B, T, A) for i in range(2))
-    # forward: ctx = dropped @ v
-    ddropped = matmul(dctx, v.transpose(0, 1, 3, 2))  # (B, A, m, T)
-    matmul(dropped.transpose(0, 1, 3, 2), dctx, out=dv)
-    # forward: dropped = dropout(softmax(scores * scale + mask))
-    dscores = attention_softmax_backward(ddropped, probs, drop_cache, scale, out=ddropped)
-    # forward: scores = q @ k^T
-    dq2 = np.empty((B * m, C), x.dtype)
-    matmul(dscores, k, out=_heads(dq2, B, m, A))
-    matmul(dscores.transpose(0, 1, 3, 2), q, out=dk)
-    # forward: kv = x @ [wk; wv]^T + [bk; bv];  q = xq @ wq.T + bq
-    dx = matmul(dkv, np.concatenate((wk, wv)))  # (B*T, C)
-    dx[rows] += matmul(dq2[real], wq)  # the queries' input x[b, pos]: back to those rows (distinct when real)
-    dw = matmul(dkv.T, x.reshape(B * T, C))  # (2C, C)
-    db = dkv.sum(axis=0)  # (2C,)
-    dwq = matmul(dq2.T, xq.reshape(B * m, C))
-    dbq = dq2.sum(axis=0)
-    return dx.reshape(B, T, C), dwq, dbq, dw[:C], db[:C], dw[C:], db[C:], dwo, dbo

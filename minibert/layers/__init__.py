@@ -15,6 +15,5 @@ from .gelu import (ACTIVATIONS, gelu_backward, gelu_forward, gelu_tanh_backward,
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
 from .mse import mse_backward, mse_forward
-from .rows_attention import rows_attention_backward, rows_attention_forward
 from .softmax import attention_mask_to_additive, softmax_backward, softmax_forward
 from .tanh import tanh_backward, tanh_forward

@@ -19,7 +19,6 @@ so no code reaches into another's cache by position.
 Shapes: ``B`` batch, ``T`` sequence, ``C`` hidden, ``A`` heads, ``F`` intermediate, ``V`` vocab,
 ``P`` number of predicted (labelled) positions.
 """
-import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -32,7 +31,6 @@ from ..layers.encoder_layer import REFERENCE_OPS, EncoderLayerCache
 from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.gelu import ACTIVATIONS
 from ..layers.pre_ln_encoder_layer import pre_ln_encoder_layer_backward, pre_ln_encoder_layer_forward
-from ..layers.rows_attention import RowsAttentionCache
 from ..layers.softmax import attention_mask_to_additive
 from .module import Module, as_int_array, check_config, check_dtype, shape_of
 
@@ -59,16 +57,16 @@ class BertModelOutput:
 
 @dataclass
 class BertForPreTrainingOutput:
+    """What transformers' ``BertForPreTraining`` returns (``loss``, ``prediction_logits``,
+    ``seq_relationship_logits``, ``attentions``), with the encoder's ``last_hidden_state`` and the two
+    losses apart."""
     loss: Optional[float]                  # mlm_loss + nsp_loss (those that were asked for)
-    prediction_logits: np.ndarray          # (B, T, V) without labels; (P, V) at labelled positions with them
+    prediction_logits: np.ndarray          # (B, T, V)
     seq_relationship_logits: np.ndarray    # (B, 2)
-    mlm_loss: Optional[float] = None
-    nsp_loss: Optional[float] = None
-    masked_positions: Optional[np.ndarray] = None  # (P,) flat indices into B*T of the rows of prediction_logits
-    # (B, T, C); None with labels: the last layer then computes only the rows the heads read (the labelled
-    # positions and [CLS]; ``BertForPreTraining.last_layer_rows_only``): ask ``model.bert`` for all of them
-    last_hidden_state: Optional[np.ndarray] = None
-    attentions: Optional[list] = None
+    mlm_loss: Optional[float] = None       # the mean cross-entropy over the labelled positions
+    nsp_loss: Optional[float] = None       # the mean cross-entropy over the batch
+    last_hidden_state: Optional[np.ndarray] = None  # (B, T, C)
+    attentions: Optional[list] = None      # L x (B, A, T, T) when output_attentions=True
 
     def __repr__(self):
         loss = "None" if self.loss is None else f"{float(self.loss):.4f}"
@@ -84,106 +82,17 @@ class EmbeddingsCache(NamedTuple):
     dropout: object      # dropout cache (None when dropout is off)
 
 
+class PoolerCache(NamedTuple):
+    dense: tuple         # linear cache of pooled = tanh([CLS] Wp^T + bp)
+    tanh: object         # tanh cache
+
+
 class BertModelCache(NamedTuple):
     embeddings: EmbeddingsCache
-    layers: list              # L x EncoderLayerCache (the last: a RowsLayerCache when ``rows`` were given)
-    pooler_dense: Optional[tuple]   # linear cache of the pooler, None without a pooler
-    pooler_tanh: Optional[object]
+    layers: list              # L x EncoderLayerCache
+    pooler: Optional[PoolerCache]   # None without a pooler
     batch_shape: tuple        # (B, T)
     final_norm: Optional[tuple] = None  # LayerNorm cache of the pre-LN stack's last LN (None: post-LN, BERT)
-    rows: Optional[np.ndarray] = None   # (n,) the rows of the output that were computed (None: all B*T)
-
-
-class RowsLayerCache(NamedTuple):
-    """The cache of a layer of which only some rows of the output were computed (``rows_layer_forward``)."""
-    layer: EncoderLayerCache  # the layer's own cache; its LayerNorm and FFN caches hold the rows only
-    rows: np.ndarray          # (n,) distinct flat indices into B*T
-    input_shape: tuple        # (B, T, C)
-    whole: bool               # True: the whole layer ran and its output was gathered (another layer's pair)
-
-    @property
-    def attention(self):
-        """The attention's cache, as ``EncoderLayerCache.attention``: a ``RowsAttentionCache`` when only the
-        rows' queries ran (its ``.sdpa.probs`` (B, A, m, T)), else the whole attention's."""
-        return self.layer.attention
-
-
-def rows_layer_forward(x, rows, wq, bq, wk, bk, wv, bv, wo, bo, ln1_w, ln1_b, w1, b1, w2, b2, ln2_w, ln2_b,
-                       mask_add, num_heads, act="gelu", eps=1e-12, hidden_dropout=0.0, attention_dropout=0.0,
-                       rng=None, training=False, ops=None, every_query=False):
-    """``encoder_layer_forward`` when only ``rows`` of its output are read: the last layer under the
-    pretraining heads, which read the masked positions and [CLS] (~16% of the rows of a batch).
-
-    (B, T, C), rows (n,) distinct flat indices into B*T -> out (n, C), ``RowsLayerCache``.  ``out`` is
-    the full layer's ``out.reshape(B * T, C)[rows]``, dropout included (the same masks are drawn), and
-    so are the gradients (``tests/test_model.py``).
-
-    Every row is still a key and a value of the attention.  The rest is per row: the queries, scores,
-    contexts and output projection of the attention (``rows_attention_forward``, when ``ops`` has it;
-    else the attention runs on every row and its rows are picked), the residual, both LayerNorms and the
-    FFN.  These are the lines of ``encoder_layer_forward`` on the n rows.  ``every_query``: run the
-    attention on every row all the same (to keep every query's probabilities: ``output_attentions``).
-    """
-    K = REFERENCE_OPS if ops is None else ops
-    drop = dict(rng=rng, training=training)
-    B, T, C = x.shape
-    attention_args = (wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads, attention_dropout)
-    if hasattr(K, "rows_attention_forward") and not every_query:
-        a, c_att = K.rows_attention_forward(x, rows, *attention_args, **drop)  # (n, C)
-    else:
-        a, c_att = K.attention_forward(x, *attention_args, **drop)  # (B, T, C)
-        a = a.reshape(B * T, C)[rows]  # (n, C): the rows the output needs
-    a, c_d1 = _rows_dropout_forward(K, a, rows, (B, T, C), hidden_dropout, rng, training)  # (n, C)
-    h, c_ln1 = K.layernorm_forward(a + x.reshape(B * T, C)[rows], ln1_w, ln1_b, eps)  # (n, C)
-    f, c_ffn = K.ffn_forward(h, w1, b1, w2, b2, act)  # (n, C)
-    f, c_d2 = _rows_dropout_forward(K, f, rows, (B, T, C), hidden_dropout, rng, training)  # (n, C)
-    out, c_ln2 = K.layernorm_forward(f + h, ln2_w, ln2_b, eps)  # (n, C)
-    return out, RowsLayerCache(EncoderLayerCache(c_att, c_d1, c_ln1, c_ffn, c_d2, c_ln2, ops), rows,
-                               (B, T, C), whole=False)
-
-
-def _scatter(d, rows, shape):
-    """(n, C) -> (B, T, C) zeros holding ``d`` at the flat ``rows``: the backward of picking those rows."""
-    full = np.zeros((shape[0] * shape[1], shape[2]), d.dtype)
-    full[rows] = d
-    return full.reshape(shape)
-
-
-def _rows_dropout_forward(K, v, rows, shape, p, rng, training):
-    """Dropout of the rows (n, C) of a (B, T, C) activation with the masks the whole activation would
-    get: they are drawn for all B*T rows (the same draws from ``rng``), and the rows' are used."""
-    if not training or p == 0.0:
-        return v, None
-    out, cache = K.dropout_forward(_scatter(v, rows, shape), p, rng, training)  # (B, T, C)
-    return out.reshape(-1, shape[-1])[rows], cache
-
-
-def _rows_dropout_backward(K, d, rows, shape, cache):
-    """(n, C) -> (n, C): the backward of ``_rows_dropout_forward``."""
-    if cache is None:
-        return d
-    return K.dropout_backward(_scatter(d, rows, shape), cache).reshape(-1, shape[-1])[rows]
-
-
-def rows_layer_backward(dout, cache):
-    """(n, C) -> dx (B, T, C), then the 16 parameter gradients in ``encoder_layer_backward``'s order."""
-    c, rows, shape = cache.layer, cache.rows, cache.input_shape
-    K = REFERENCE_OPS if c.ops is None else c.ops
-    # forward: out = LayerNorm(f + h), f = dropout(FFN(h)), all (n, C)
-    dsum2, dln2_w, dln2_b = K.layernorm_backward(dout, c.ffn_norm)
-    df = _rows_dropout_backward(K, dsum2, rows, shape, c.ffn_dropout)
-    dh, dw1, db1, dw2, db2 = K.ffn_backward(df, c.ffn)
-    dh = dh + dsum2  # the residual
-    # forward: h = LayerNorm(a + x[rows]), a = dropout(the attention's output at the rows)
-    dsum1, dln1_w, dln1_b = K.layernorm_backward(dh, c.attention_norm)
-    da = _rows_dropout_backward(K, dsum1, rows, shape, c.attention_dropout)  # (n, C)
-    if isinstance(c.attention, RowsAttentionCache):
-        dx, *dattention = K.rows_attention_backward(da, c.attention)
-    else:  # forward: the attention ran on every row and its rows were picked
-        dx, *dattention = K.attention_backward(_scatter(da, rows, shape), c.attention)
-    dx = dx.reshape(-1, shape[-1])
-    dx[rows] += dsum1  # the residual: rows the output did not read get no gradient
-    return (dx.reshape(shape), *dattention, dln1_w, dln1_b, dw1, db1, dw2, db2, dln2_w, dln2_b)
 
 
 class BertModel(Module):
@@ -271,30 +180,36 @@ class BertModel(Module):
         return ids, tt, mask
 
     # -- forward / backward ----------------------------------------------------------------------
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, output_attentions=False, rows=None):
-        """(B, T) ids [, (B, T) segment ids, (B, T) 1/0 mask] -> BertModelOutput
-
-        ``rows`` (n,) sorted, distinct flat indices into B*T: compute only these rows of the output,
-        ``last_hidden_state`` (n, C); with a pooler they must include every [CLS] row ``b * T``.  The
-        last layer then runs its per-row part on those rows only (``rows_layer_forward``): what
-        ``BertForPreTraining`` does, since its heads read only the masked positions and [CLS]."""
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, output_attentions=False):
+        """(B, T) ids [, (B, T) segment ids, (B, T) 1/0 mask] -> BertModelOutput: ``last_hidden_state``
+        (B, T, C), ``pooler_output`` (B, C) (None without a pooler), and with ``output_attentions`` every
+        layer's attention probabilities, L x (B, A, T, T)."""
         ids, tt, mask = self.check_inputs(input_ids, token_type_ids, attention_mask)
         K, c, p = backend.ops, self.config, self.params
-        B, T = ids.shape
-        first = None  # where each [CLS] row is among the output's rows
-        if rows is not None:
-            rows = np.asarray(rows)
-            if rows.ndim != 1 or rows.dtype.kind not in "iu" or (np.diff(rows) <= 0).any() or (
-                    rows.size and (rows[0] < 0 or rows[-1] >= B * T)):
-                raise ValueError(f"rows must be sorted, distinct flat indices into B*T = {B * T}, got {rows}")
-            if self.add_pooling_layer:
-                cls_rows = np.arange(B) * T
-                first = np.searchsorted(rows, cls_rows)
-                if (first >= rows.size).any() or (rows[np.minimum(first, rows.size - 1)] != cls_rows).any():
-                    raise ValueError("rows must include every [CLS] row b * T: the pooler reads them")
-        drop = dict(rng=self.dropout_rng, training=self.training)
-        eps = c.layer_norm_eps
+        x, c_embeddings = self.embeddings_forward(ids, tt)  # (B, T, C)
+        # (B, 1, 1, T); with is_decoder, (B, 1, T, T): query i sees keys j <= i only (not BERT: lesson 07c)
+        mask_add = attention_mask_to_additive(mask, self.dtype, causal=c.is_decoder)
+        layer_caches = []
+        for i in range(c.num_hidden_layers):
+            x, cache = self.layer_forward(i, x, mask_add)  # (B, T, C)
+            layer_caches.append(cache)
+        c_final = None
+        if c.layer_norm_position == "pre":  # not BERT: normalise the residual stream once, at the top
+            backend.scope = "encoder.final_layer_norm forward"
+            x, c_final = K.layernorm_forward(x, p[FINAL_NORM + ".weight"], p[FINAL_NORM + ".bias"],
+                                             c.layer_norm_eps)  # (B, T, C)
+        pooled = c_pooler = None
+        if self.add_pooling_layer:
+            pooled, c_pooler = self.pooler_forward(x[:, 0])  # (B, C): the [CLS] position
+        self._cache = BertModelCache(c_embeddings, layer_caches, c_pooler, ids.shape, c_final)
+        attentions = [lc.attention.sdpa.probs for lc in layer_caches] if output_attentions else None
+        return BertModelOutput(x, pooled, attentions)
 
+    def embeddings_forward(self, ids, tt):
+        """x = dropout(LayerNorm(word[ids] + token_type[tt] + position[0..T))).
+        (B, T) int ids, (B, T) int segment ids (already checked) -> x (B, T, C), ``EmbeddingsCache``."""
+        K, c, p = backend.ops, self.config, self.params
+        T, eps = ids.shape[1], c.layer_norm_eps
         backend.scope = "embeddings forward"
         positions = np.arange(T)[None]  # (1, T): every row has positions 0..T-1
         we, c_word = K.embedding_forward(ids, p["embeddings.word_embeddings.weight"])  # (B, T, C)
@@ -302,100 +217,101 @@ class BertModel(Module):
         pe, c_pos = K.embedding_forward(positions, p["embeddings.position_embeddings.weight"])  # (1, T, C)
         x, c_norm = K.layernorm_forward(we + te + pe, p["embeddings.LayerNorm.weight"],
                                         p["embeddings.LayerNorm.bias"], eps)  # (B, T, C)
-        x, c_drop = K.dropout_forward(x, c.hidden_dropout_prob, **drop)
-        embeddings = EmbeddingsCache(c_word, c_type, c_pos, c_norm, c_drop)
-        # (B, 1, 1, T); with is_decoder, (B, 1, T, T): query i sees keys j <= i only (not BERT: lesson 07c)
-        mask_add = attention_mask_to_additive(mask, self.dtype, causal=c.is_decoder)
+        x, c_drop = K.dropout_forward(x, c.hidden_dropout_prob, rng=self.dropout_rng, training=self.training)
+        return x, EmbeddingsCache(c_word, c_type, c_pos, c_norm, c_drop)
 
-        layer_caches = []
-        for i in range(c.num_hidden_layers):
-            x, cache = self._layer_forward(i, x, mask_add, rows if i == c.num_hidden_layers - 1 else None,
-                                           every_query=output_attentions)
-            layer_caches.append(cache)
-        c_final = None
-        if c.layer_norm_position == "pre":  # not BERT: normalise the residual stream once, at the top
-            backend.scope = "encoder.final_layer_norm forward"
-            x, c_final = K.layernorm_forward(x, p[FINAL_NORM + ".weight"], p[FINAL_NORM + ".bias"], eps)  # (B, T, C)
+    def embeddings_backward(self, dx, cache):
+        """*Adds* the gradients of the three tables and the LayerNorm, given dx (B, T, C)."""
+        K, c = backend.ops, self.config
+        backend.scope = "embeddings backward"
+        # forward: x = dropout(LayerNorm(word + token_type + position))
+        dx = K.dropout_backward(dx, cache.dropout)
+        demb, dw, db = K.layernorm_backward(dx, cache.norm)  # (B, T, C)
+        self._acc("embeddings.LayerNorm.weight", dw)
+        self._acc("embeddings.LayerNorm.bias", db)
+        self._acc("embeddings.word_embeddings.weight", K.embedding_backward(demb, cache.word, c.pad_token_id))
+        self._acc("embeddings.token_type_embeddings.weight", K.embedding_backward(demb, cache.token_type))
+        # the (1, T, C) position embeddings were broadcast over the batch: their gradient sums over it
+        self._acc("embeddings.position_embeddings.weight",
+                  K.embedding_backward(demb.sum(axis=0, keepdims=True), cache.position))
 
-        pooled = c_pd = c_pt = None
-        backend.scope = "pooler forward"
-        if self.add_pooling_layer:
-            cls = x[:, 0] if rows is None else x[first]  # (B, C)
-            h, c_pd = K.linear_forward(cls, p["pooler.dense.weight"], p["pooler.dense.bias"])  # (B, C)
-            pooled, c_pt = K.tanh_forward(h)
-        self._cache = BertModelCache(embeddings, layer_caches, c_pd, c_pt, ids.shape, c_final, rows)
-        attentions = [lc.attention.sdpa.probs for lc in layer_caches] if output_attentions else None
-        return BertModelOutput(x, pooled, attentions)
-
-    def _layer_forward(self, i, x, mask_add, rows=None, every_query=False):
-        """One post-LN encoder layer: ``backend.ops.encoder_layer_forward`` when the backend is a module that
-        defines one (``set_backend(module)``), else ``minibert/layers/encoder_layer.py``'s; either way on
-        the backend's kernels (``ops=backend.ops``).  (B, T, C) -> (B, T, C), ``EncoderLayerCache``.
-        With ``rows``: -> (n, C), ``RowsLayerCache`` (``rows_layer_forward`` for the library's post-LN
-        layer; any other layer runs on every row, and its output's rows are picked).  ``every_query``: its
-        attention runs on every row (``output_attentions`` asks for every query's probabilities)."""
+    def layer_function(self, i, mask_add=None):
+        """The encoder layer ``i`` runs and its arguments: ``(forward, backward), args, kwargs`` such that
+        ``forward(x, *args, **kwargs)`` is the layer (``mask_add``: the additive mask it gets).  ``backend.ops.encoder_layer_forward`` when the
+        backend is a module that defines one (``set_backend(module)``: the capstone), else
+        ``minibert/layers/encoder_layer.py``'s (pre-LN: ``pre_ln_encoder_layer.py``'s), either way on the
+        backend's kernels (``ops=backend.ops``)."""
         K, c, p = backend.ops, self.config, self.params
         pre = f"encoder.layer.{i}."
-        backend.scope = f"encoder.layer.{i} forward"
         # pre-LN (not BERT) always runs layers/pre_ln_encoder_layer.py's pair, on the backend's kernels; a
         # set_backend(module)'s own encoder_layer_forward is the post-LN capstone, so it is not used then
-        layer = (pre_ln_encoder_layer_forward if c.layer_norm_position == "pre"
-                 else getattr(K, "encoder_layer_forward", encoder_layer_forward))
+        if c.layer_norm_position == "pre":
+            pair = (pre_ln_encoder_layer_forward, pre_ln_encoder_layer_backward)
+        else:
+            pair = (getattr(K, "encoder_layer_forward", encoder_layer_forward),
+                    getattr(K, "encoder_layer_backward", encoder_layer_backward))
         args = (*(p[pre + name] for name in LAYER_PARAMETERS.values()), mask_add, c.num_attention_heads,
                 c.hidden_act, c.layer_norm_eps, c.hidden_dropout_prob, c.attention_probs_dropout_prob)
-        kwargs = dict(rng=self.dropout_rng, training=self.training, ops=K)
-        if rows is None:
-            return layer(x, *args, **kwargs)
-        if layer is encoder_layer_forward:
-            return rows_layer_forward(x, rows, *args, **kwargs, every_query=every_query)
-        out, cache = layer(x, *args, **kwargs)
-        return out.reshape(-1, out.shape[-1])[rows], RowsLayerCache(cache, rows, x.shape, whole=True)
+        return pair, args, dict(rng=self.dropout_rng, training=self.training, ops=K)
 
-    def _layer_backward(self, i, dout, cache):
-        """``encoder_layer_backward`` (``backend.ops``'s if the backend defines one); *adds* the layer's
-        parameter gradients into ``grads`` and returns the gradient of the layer's input, (B, T, C)."""
-        pre = f"encoder.layer.{i}."
+    def layer_forward(self, i, x, mask_add):
+        """Encoder layer ``i``: (B, T, C), the additive mask -> (B, T, C), ``EncoderLayerCache``."""
+        backend.scope = f"encoder.layer.{i} forward"
+        (forward, _), args, kwargs = self.layer_function(i, mask_add)
+        return forward(x, *args, **kwargs)
+
+    def layer_backward(self, i, dout, cache):
+        """The backward of encoder layer ``i``: *adds* its parameter gradients into ``grads`` and returns
+        the gradient of its input, (B, T, C)."""
         backend.scope = f"encoder.layer.{i} backward"
-        layer = (pre_ln_encoder_layer_backward if self.config.layer_norm_position == "pre"
-                 else getattr(backend.ops, "encoder_layer_backward", encoder_layer_backward))
-        if isinstance(cache, RowsLayerCache) and not cache.whole:
-            layer = rows_layer_backward
-        elif isinstance(cache, RowsLayerCache):  # forward: out = the whole layer's out at the rows
-            dout, cache = _scatter(dout, cache.rows, cache.input_shape), cache.layer
-        dx, *dparams = layer(dout, cache)
-        for name, g in zip(LAYER_PARAMETERS.values(), dparams):
-            self._acc(pre + name, g)
+        (_, backward), _, _ = self.layer_function(i)
+        dx, *dparams = backward(dout, cache)
+        self.add_layer_grads(i, dparams)
         return dx
+
+    def add_layer_grads(self, i, dparams):
+        """*Add* the 16 gradients of encoder layer ``i``, in ``encoder_layer_backward``'s order."""
+        for name, g in zip(LAYER_PARAMETERS.values(), dparams):
+            self._acc(f"encoder.layer.{i}." + name, g)
+
+    def pooler_forward(self, cls):
+        """pooled = tanh(cls Wp^T + bp): (B, C) the [CLS] rows -> (B, C), ``PoolerCache``."""
+        K, p = backend.ops, self.params
+        backend.scope = "pooler forward"
+        h, c_dense = K.linear_forward(cls, p["pooler.dense.weight"], p["pooler.dense.bias"])  # (B, C)
+        pooled, c_tanh = K.tanh_forward(h)
+        return pooled, PoolerCache(c_dense, c_tanh)
+
+    def pooler_backward(self, dpooled, cache):
+        """*Adds* the pooler's gradients; (B, C) -> d[CLS] rows (B, C)."""
+        K = backend.ops
+        backend.scope = "pooler backward"
+        # forward: pooled = tanh(cls @ Wp.T + bp)
+        dh = K.tanh_backward(dpooled, cache.tanh)
+        dcls, dw, db = K.linear_backward(dh, cache.dense)
+        self._acc("pooler.dense.weight", dw)
+        self._acc("pooler.dense.bias", db)
+        return dcls
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
         """*Add* d(loss)/d(params) into ``grads``, given the upstream gradients of the outputs,
-        (B, T, C) (or (n, C) after ``forward(rows=...)``) and/or (B, C).  Gradients accumulate:
-        ``zero_grad()`` clears them."""
+        (B, T, C) and/or (B, C).  Gradients accumulate: ``zero_grad()`` clears them."""
         if self._cache is None:
             raise ValueError("backward() called before forward(): run the model on a batch first")
         K, c = backend.ops, self.config
         cache = self._cache
-        B, T = cache.batch_shape
-        shape = (B, T, c.hidden_size) if cache.rows is None else (cache.rows.size, c.hidden_size)
+        shape = (*cache.batch_shape, c.hidden_size)
         if d_last_hidden_state is None:
             dx = np.zeros(shape, dtype=self.dtype)
         else:
             dx = np.array(d_last_hidden_state, dtype=self.dtype)  # a copy: we add into it
             if dx.shape != shape:
                 raise ValueError(f"d_last_hidden_state must have shape {shape}, got {dx.shape}")
-        backend.scope = "pooler backward"
         if d_pooler_output is not None:
-            if cache.pooler_dense is None:
+            if cache.pooler is None:
                 raise ValueError("d_pooler_output given, but this BertModel has no pooler")
-            # forward: pooled = tanh(x[:, 0] @ Wp.T + bp)
-            dh = K.tanh_backward(np.asarray(d_pooler_output, dtype=self.dtype), cache.pooler_tanh)
-            dfirst, dw, db = K.linear_backward(dh, cache.pooler_dense)
-            self._acc("pooler.dense.weight", dw)
-            self._acc("pooler.dense.bias", db)
-            if cache.rows is None:
-                dx[:, 0] += dfirst
-            else:  # forward: cls = x[first], the [CLS] rows among the output's rows
-                dx[np.searchsorted(cache.rows, np.arange(B) * T)] += dfirst
+            # forward: pooled = pooler(x[:, 0])
+            dx[:, 0] += self.pooler_backward(np.asarray(d_pooler_output, dtype=self.dtype), cache.pooler)
         if cache.final_norm is not None:
             # forward: x = LayerNorm(x) after the last pre-LN layer
             backend.scope = "encoder.final_layer_norm backward"
@@ -403,19 +319,8 @@ class BertModel(Module):
             self._acc(FINAL_NORM + ".weight", dw)
             self._acc(FINAL_NORM + ".bias", db)
         for i in reversed(range(c.num_hidden_layers)):
-            dx = self._layer_backward(i, dx, cache.layers[i])
-        # forward: x = dropout(LayerNorm(word + token_type + position))
-        backend.scope = "embeddings backward"
-        emb = cache.embeddings
-        dx = K.dropout_backward(dx, emb.dropout)
-        demb, dw, db = K.layernorm_backward(dx, emb.norm)  # (B, T, C)
-        self._acc("embeddings.LayerNorm.weight", dw)
-        self._acc("embeddings.LayerNorm.bias", db)
-        self._acc("embeddings.word_embeddings.weight", K.embedding_backward(demb, emb.word, c.pad_token_id))
-        self._acc("embeddings.token_type_embeddings.weight", K.embedding_backward(demb, emb.token_type))
-        # the (1, T, C) position embeddings were broadcast over the batch: their gradient sums over it
-        self._acc("embeddings.position_embeddings.weight",
-                  K.embedding_backward(demb.sum(axis=0, keepdims=True), emb.position))
+            dx = self.layer_backward(i, dx, cache.layers[i])
+        self.embeddings_backward(dx, cache.embeddings)
 
 
 class BertWithHead(Module):
@@ -480,17 +385,19 @@ class BertWithHead(Module):
             raise ValueError(f"backward() needs a loss: pass {self._label_names} to forward()")
 
 
-class PreTrainingCache(NamedTuple):
-    positions: Optional[np.ndarray]   # (P,) flat indices of the labelled positions (None without labels)
-    picked: Optional[np.ndarray]      # (P,) the labelled positions' rows in the encoder's output, flattened
+class MLMHeadCache(NamedTuple):
     transform_dense: tuple            # linear cache of the MLM transform
     transform_act: object             # activation cache
     transform_norm: tuple             # LayerNorm cache
-    decoder: tuple                    # linear cache of the (tied) decoder, (P, C) -> (P, V)
+    decoder: tuple                    # linear cache of the (tied) decoder, (..., C) -> (..., V)
+
+
+class PreTrainingCache(NamedTuple):
+    mlm_head: MLMHeadCache            # over every position, (B*T, C) -> (B*T, V)
     nsp: tuple                        # linear cache of the NSP classifier, (B, C) -> (B, 2)
     mlm_loss: Optional[tuple]         # cross-entropy cache (None without labels)
     nsp_loss: Optional[tuple]         # cross-entropy cache (None without next_sentence_label)
-    hidden_shape: tuple               # of the encoder's output: (B, T, C), or (n, C) when it computed n rows
+    hidden_shape: tuple               # (B, T, C)
 
     @property
     def has_loss(self):
@@ -504,17 +411,15 @@ class BertForPreTraining(BertWithHead):
     ``labels`` (B, T) holds the original token at predicted positions and -100 elsewhere;
     ``next_sentence_label`` (B,) is 0 when B follows A, 1 when B is random.  ``out.loss`` is the MLM
     cross-entropy averaged over labelled positions plus the NSP cross-entropy averaged over the batch.
-    With labels, the MLM head runs only on the labelled positions (the decoder, P x C x V, is the
-    largest matmul of a step), so ``prediction_logits`` is then (P, V).
+    As in transformers, the MLM head runs on every position: ``prediction_logits`` (B, T, V),
+    ``last_hidden_state`` (B, T, C), with or without labels.
 
-    With labels the last encoder layer, too, computes only the rows the heads read: the labelled positions
-    and [CLS] (``rows_layer_forward``; the same numbers, 17% fewer FLOPs in a BERT-Tiny step).  Set
-    ``last_layer_rows_only = False`` to run it on every row (the capstone does, so that its two runs are
-    the same operations in the same order).
+    Training only needs the loss, and the heads read only the labelled positions and [CLS]: the
+    pretraining job computes just those rows (``minibert.kernels.heads_rows``, the loss-only fast path,
+    tested equal to this model's loss and gradients).  This class computes everything.
     """
 
     head_stream = 2
-    last_layer_rows_only = True
     _label_names = "labels and/or next_sentence_label"
     loss_weights = {"mlm": 1.0, "nsp": 1.0}  # out.loss = mlm_loss + nsp_loss
 
@@ -558,88 +463,104 @@ class BertForPreTraining(BertWithHead):
                 f"F={c.intermediate_size}, V={c.vocab_size}, params={self.num_parameters():,}, "
                 f"dtype={self.dtype.name}, {'train' if self.training else 'eval'}{_experiments(c)})")
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
-                next_sentence_label=None, output_attentions=False):
-        K, c, p = backend.ops, self.config, self.params
-        ids, _, _ = self.bert.check_inputs(input_ids, token_type_ids, attention_mask)
-        B, T = ids.shape
+    def check_labels(self, labels, next_sentence_label, shape):
+        """Validate the pretraining labels of a (B, T) batch; -> int64 ``labels`` (B, T) and
+        ``next_sentence_label`` (B,) (either may be None).  Raises a clear error."""
         if labels is not None:
-            labels = as_int_array("labels", labels, ids.shape)
-            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= c.vocab_size))
+            labels = as_int_array("labels", labels, shape)
+            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.vocab_size))
             if bad.any():
                 raise ValueError(f"labels must be -100 (not predicted) or a token id in [0, vocab_size="
-                                 f"{c.vocab_size}), got {labels[bad][0]}")
+                                 f"{self.config.vocab_size}), got {labels[bad][0]}")
         if next_sentence_label is not None:
-            next_sentence_label = as_int_array("next_sentence_label", next_sentence_label, (B,))
+            next_sentence_label = as_int_array("next_sentence_label", next_sentence_label, shape[:1])
             if not np.isin(next_sentence_label, (0, 1)).all():
                 raise ValueError("next_sentence_label must be 0 (B follows A) or 1 (B is random), got "
                                  f"{sorted(set(next_sentence_label.tolist()))}")
+        return labels, next_sentence_label
 
-        # MLM head: only at labelled positions when labels are given (gather first, as google-research/bert)
-        positions = picked = rows = None
-        if labels is not None:
-            positions = picked = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)  # (P,)
-            if self.last_layer_rows_only:  # the heads read these rows and [CLS]: the last layer computes only them
-                rows = np.union1d(positions, np.arange(B) * T)  # (n,) sorted, distinct
-                picked = np.searchsorted(rows, positions)  # where each position is among the rows
-        out = self.bert.forward(ids, token_type_ids, attention_mask, output_attentions, rows=rows)
-        x = out.last_hidden_state  # (B, T, C); (n, C) with rows
-        C = x.shape[-1]
-        h = x.reshape(-1, C) if positions is None else x.reshape(-1, C)[picked]  # (P, C)
-        backend.scope = "pretraining heads forward"
-        act_forward = getattr(K, ACTIVATIONS[c.hidden_act][0].__name__)  # the backend's gelu, gelu_tanh or relu
-        h, c_td = K.linear_forward(h, p["cls.predictions.transform.dense.weight"],
-                                   p["cls.predictions.transform.dense.bias"])
-        h, c_ta = act_forward(h)
-        h, c_tln = K.layernorm_forward(h, p["cls.predictions.transform.LayerNorm.weight"],
-                                       p["cls.predictions.transform.LayerNorm.bias"], c.layer_norm_eps)
-        owner, name = self._decoder()
-        logits, c_dec = K.linear_forward(h, owner.params[name], p["cls.predictions.bias"])  # (P, V)
-        nsp_logits, c_nsp = K.linear_forward(out.pooler_output, p["cls.seq_relationship.weight"],
-                                             p["cls.seq_relationship.bias"])  # (B, 2)
-
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
+                next_sentence_label=None, output_attentions=False):
+        """-> ``BertForPreTrainingOutput``: ``prediction_logits`` (B, T, V), ``seq_relationship_logits``
+        (B, 2), the losses of the labels given, ``last_hidden_state`` (B, T, C)."""
+        K = backend.ops
+        ids, _, _ = self.bert.check_inputs(input_ids, token_type_ids, attention_mask)
+        B, T = ids.shape
+        labels, next_sentence_label = self.check_labels(labels, next_sentence_label, ids.shape)
+        out = self.bert.forward(ids, token_type_ids, attention_mask, output_attentions)
+        x = out.last_hidden_state  # (B, T, C)
+        logits, c_mlm_head = self.mlm_head_forward(x.reshape(B * T, -1))  # (B*T, V)
+        nsp_logits, c_nsp = self.nsp_head_forward(out.pooler_output)  # (B, 2)
         mlm_loss = nsp_loss = c_mlm = c_nspl = None
-        if labels is not None:
-            mlm_loss, c_mlm = K.cross_entropy_forward(logits, labels.reshape(-1)[positions])
+        if labels is not None:  # the mean over the labelled positions: -100 rows count for nothing
+            mlm_loss, c_mlm = K.cross_entropy_forward(logits, labels.reshape(-1))
         if next_sentence_label is not None:
             nsp_loss, c_nspl = K.cross_entropy_forward(nsp_logits, next_sentence_label)
         losses = [l for l in (mlm_loss, nsp_loss) if l is not None]
         loss = sum(losses) if losses else None
-        self._cache = PreTrainingCache(positions, picked, c_td, c_ta, c_tln, c_dec, c_nsp, c_mlm, c_nspl, x.shape)
-        if positions is None:
-            logits = logits.reshape(B, T, c.vocab_size)
-        return BertForPreTrainingOutput(loss, logits, nsp_logits, mlm_loss, nsp_loss, positions,
-                                        x if rows is None else None, out.attentions)
+        self._cache = PreTrainingCache(c_mlm_head, c_nsp, c_mlm, c_nspl, x.shape)
+        return BertForPreTrainingOutput(loss, logits.reshape(B, T, -1), nsp_logits, mlm_loss, nsp_loss, x,
+                                        out.attentions)
+
+    def mlm_head_forward(self, h):
+        """logits = LayerNorm(act(h Wt^T + bt)) E^T + b: (N, C) hidden rows -> (N, V), ``MLMHeadCache``.
+        ``E`` is the word embedding matrix (tied)."""
+        K, c, p = backend.ops, self.config, self.params
+        backend.scope = "pretraining heads forward"
+        act_forward = getattr(K, ACTIVATIONS[c.hidden_act][0].__name__)  # the backend's gelu, gelu_tanh or relu
+        h, c_dense = K.linear_forward(h, p["cls.predictions.transform.dense.weight"],
+                                      p["cls.predictions.transform.dense.bias"])  # (N, C)
+        h, c_act = act_forward(h)
+        h, c_norm = K.layernorm_forward(h, p["cls.predictions.transform.LayerNorm.weight"],
+                                        p["cls.predictions.transform.LayerNorm.bias"], c.layer_norm_eps)
+        owner, name = self._decoder()
+        logits, c_decoder = K.linear_forward(h, owner.params[name], p["cls.predictions.bias"])  # (N, V)
+        return logits, MLMHeadCache(c_dense, c_act, c_norm, c_decoder)
+
+    def mlm_head_backward(self, dlogits, cache):
+        """*Adds* the MLM head's gradients (the tied decoder's into the word embeddings); (N, V) -> dh (N, C)."""
+        K, c = backend.ops, self.config
+        backend.scope = "pretraining heads backward"
+        # forward: logits = h @ word.T + bias  -- word is the tied embedding: accumulate
+        dh, dword, dbias = K.linear_backward(dlogits, cache.decoder)
+        owner, name = self._decoder()
+        owner._acc(name, dword)
+        self._acc("cls.predictions.bias", dbias)
+        dh, dw, db = K.layernorm_backward(dh, cache.transform_norm)
+        self._acc("cls.predictions.transform.LayerNorm.weight", dw)
+        self._acc("cls.predictions.transform.LayerNorm.bias", db)
+        act_backward = getattr(K, ACTIVATIONS[c.hidden_act][1].__name__)
+        dh = act_backward(dh, cache.transform_act)
+        dh, dw, db = K.linear_backward(dh, cache.transform_dense)
+        self._acc("cls.predictions.transform.dense.weight", dw)
+        self._acc("cls.predictions.transform.dense.bias", db)
+        return dh
+
+    def nsp_head_forward(self, pooled):
+        """nsp = pooled Wn^T + bn: (B, C) -> (B, 2), its linear cache."""
+        p = self.params
+        return backend.ops.linear_forward(pooled, p["cls.seq_relationship.weight"], p["cls.seq_relationship.bias"])
+
+    def nsp_head_backward(self, dnsp_logits, cache):
+        """*Adds* the NSP classifier's gradients; (B, 2) -> dpooled (B, C)."""
+        dpooled, dw, db = backend.ops.linear_backward(dnsp_logits, cache)
+        self._acc("cls.seq_relationship.weight", dw)
+        self._acc("cls.seq_relationship.bias", db)
+        return dpooled
 
     def backward(self, dmlm=1.0, dnsp=1.0):
         """*Add* d(out.loss)/d(every parameter) of the last forward into ``grads`` (``zero_grad()``
         clears them).  The tied word embedding gets both of its paths: the decoder's and the input's.
         ``dmlm``, ``dnsp``: the upstream gradients of the two losses (1 for ``out.loss`` itself)."""
         self._check_backward()
-        cache, K, c = self._cache, backend.ops, self.config
-        B, C = self.bert._cache.batch_shape[0], cache.hidden_shape[-1]
-        backend.scope = "pretraining heads backward"
-        dx = np.zeros((math.prod(cache.hidden_shape[:-1]), C), dtype=self.dtype)  # d loss / d the output's rows
+        cache, K = self._cache, backend.ops
+        B, T, C = cache.hidden_shape
+        dx = np.zeros((B * T, C), dtype=self.dtype)  # d loss / d last_hidden_state
         dpooled = np.zeros((B, C), dtype=self.dtype)
         if cache.mlm_loss is not None:
-            dlogits = K.cross_entropy_backward(dmlm, cache.mlm_loss)  # (P, V)
-            # forward: logits = h @ word.T + bias  -- word is the tied embedding: accumulate
-            dh, dword, dbias = K.linear_backward(dlogits, cache.decoder)
-            owner, name = self._decoder()
-            owner._acc(name, dword)
-            self._acc("cls.predictions.bias", dbias)
-            dh, dw, db = K.layernorm_backward(dh, cache.transform_norm)
-            self._acc("cls.predictions.transform.LayerNorm.weight", dw)
-            self._acc("cls.predictions.transform.LayerNorm.bias", db)
-            act_backward = getattr(K, ACTIVATIONS[c.hidden_act][1].__name__)
-            dh = act_backward(dh, cache.transform_act)
-            dh, dw, db = K.linear_backward(dh, cache.transform_dense)
-            self._acc("cls.predictions.transform.dense.weight", dw)
-            self._acc("cls.predictions.transform.dense.bias", db)
-            dx[cache.picked] = dh  # forward: h = x[picked] (distinct rows)
+            # forward: mlm_loss = cross_entropy(logits, labels): the unlabelled rows' gradient is 0
+            dlogits = K.cross_entropy_backward(dmlm, cache.mlm_loss)  # (B*T, V)
+            dx += self.mlm_head_backward(dlogits, cache.mlm_head)
         if cache.nsp_loss is not None:
-            dnsp_logits = K.cross_entropy_backward(dnsp, cache.nsp_loss)  # (B, 2)
-            dpooled, dw, db = K.linear_backward(dnsp_logits, cache.nsp)
-            self._acc("cls.seq_relationship.weight", dw)
-            self._acc("cls.seq_relationship.bias", db)
-        self.bert.backward(dx.reshape(cache.hidden_shape), dpooled)
+            dpooled = self.nsp_head_backward(K.cross_entropy_backward(dnsp, cache.nsp_loss), cache.nsp)
+        self.bert.backward(dx.reshape(B, T, C), dpooled)

@@ -6,6 +6,8 @@ clears them, and the training step is the one place that zeroes.  So a parameter
 word embedding/decoder) gets the sum of both paths, and two micro-batches' backward passes sum their
 gradients (gradient accumulation, ``minibert.training.loop``).
 """
+import contextlib
+
 import numpy as np
 
 from ..config import BertConfig
@@ -138,6 +140,17 @@ class Module:
     def eval(self):
         """Dropout off: the forward becomes deterministic."""
         return self.train(False)
+
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """``with model.eval_mode(): ...``: dropout off inside the block, the model's own mode (train or
+        eval) back after it, also when the block raises.  For evaluating in the middle of training."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)

@@ -90,10 +90,15 @@ class StepResult(NamedTuple):
     grad_norm: float       # the global gradient norm before clipping
 
 
-def training_step(model, opt, batch, step, cfg, ckpt_path=None):
+def training_step(model, opt, batch, step, cfg, ckpt_path=None, loss_only=None):
     """One update: zero the gradients, forward + backward each of ``cfg.grad_accum`` micro-batches
     (their gradients add up to the whole batch's), clip the gradient norm to ``cfg.max_grad_norm``, set
     the scheduled learning rate, AdamW.  -> ``StepResult``.
+
+    ``loss_only``: a fast path that computes only the loss and its gradients, used in place of
+    ``model(**mb)`` and ``model.backward(...)`` (``loss_only.forward(model, **mb)``,
+    ``loss_only.backward(model, ...)``): pretraining's ``minibert.kernels.heads_rows.LossOnly``.  The
+    outputs in the result are then its outputs.  None: the model's own forward and backward.
 
     A NaN/Inf loss or gradient stops the run here, naming the update (``step + 1``) and the last good
     checkpoint, before the optimizer can write it into the weights."""
@@ -103,11 +108,15 @@ def training_step(model, opt, batch, step, cfg, ckpt_path=None):
     model.zero_grad()  # the one place gradients are cleared
     outputs, terms = [], dict.fromkeys(totals, 0.0)
     for mb, count in zip(micro_batches, counts):
-        out = model(**mb)
+        out = model(**mb) if loss_only is None else loss_only.forward(model, **mb)
         if not np.isfinite(out.loss):
             raise FloatingPointError(f"non-finite loss {out.loss} at step {step + 1}; " + _last_good(ckpt_path))
         share = {k: count[k] / totals[k] if totals[k] else 0.0 for k in totals}  # of each term's mean
-        model.backward(**{"d" + k: model.loss_weights[k] * share[k] for k in totals})
+        upstream = {"d" + k: model.loss_weights[k] * share[k] for k in totals}
+        if loss_only is None:
+            model.backward(**upstream)
+        else:
+            loss_only.backward(model, **upstream)
         for k, value in model.loss_terms(out).items():
             terms[k] += share[k] * float(value) if value is not None else 0.0
         outputs.append(out)
@@ -183,6 +192,9 @@ class Job:
     describe: Callable
     progress: tuple = ()
     eval_at_start: bool = False        # evaluate the untrained model first (fine-tuning: near chance)
+    # the loss-only fast path to train with (``training_step``'s ``loss_only``); None: the model's own
+    # forward and backward.  Pretraining asks for ``minibert.kernels.heads_rows.LossOnly()``.
+    loss_only: object = None
 
 
 class RunResult(NamedTuple):
@@ -218,7 +230,7 @@ def run(model, opt, cfg, job, log=print):
                 stopped_early = True
                 break
             batch = job.next_batch(step)
-            result = training_step(model, opt, batch, step, cfg, ckpt_path)
+            result = training_step(model, opt, batch, step, cfg, ckpt_path, job.loss_only)
             step += 1
             tokens += int(batch["attention_mask"].sum())
             rec = {"step": step, "loss": result.loss, **job.record(result, batch), "lr": opt.lr,

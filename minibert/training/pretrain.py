@@ -19,6 +19,7 @@ from typing import Optional
 from .. import backend
 from ..config import BertConfig, option, redefault
 from ..files import atomic_write_bytes
+from ..kernels import heads_rows
 from ..models.bert import BertForPreTraining
 from ..optim import AdamW
 from . import loop
@@ -218,22 +219,21 @@ def heldout_batches(cfg, tokenizer, heldout_docs):
 
 def evaluate(model, batches, unigram_token=None):
     """Held-out MLM loss/accuracy and NSP loss/accuracy (eval mode, dropout off), averaged per
-    prediction.  ``unigram_mlm_accuracy``: always guessing ``unigram_token`` at the same positions."""
-    was_training = model.training
-    model.eval()
+    prediction.  ``unigram_mlm_accuracy``: always guessing ``unigram_token`` at the same positions.
+    Runs the loss-only fast path (``heads_rows.loss_forward``: the model's numbers at the heads' rows)."""
     mlm_loss = mlm_correct = n_mlm = nsp_loss = nsp_correct = n_nsp = uni = 0.0
-    for b in batches:
-        out = model(**b)
-        labels = b["labels"].reshape(-1)[out.masked_positions]
-        n = len(labels)
-        mlm_loss += float(out.mlm_loss) * n
-        mlm_correct += int((out.prediction_logits.argmax(-1) == labels).sum())
-        uni += int((labels == unigram_token).sum()) if unigram_token is not None else 0
-        n_mlm += n
-        nsp_loss += float(out.nsp_loss) * len(b["next_sentence_label"])
-        nsp_correct += int((out.seq_relationship_logits.argmax(-1) == b["next_sentence_label"]).sum())
-        n_nsp += len(b["next_sentence_label"])
-    model.train(was_training)
+    with model.eval_mode():
+        for b in batches:
+            out, _ = heads_rows.loss_forward(model, **b)
+            labels = b["labels"].reshape(-1)[out.masked_positions]
+            n = len(labels)
+            mlm_loss += float(out.mlm_loss) * n
+            mlm_correct += int((out.masked_logits.argmax(-1) == labels).sum())
+            uni += int((labels == unigram_token).sum()) if unigram_token is not None else 0
+            n_mlm += n
+            nsp_loss += float(out.nsp_loss) * len(b["next_sentence_label"])
+            nsp_correct += int((out.seq_relationship_logits.argmax(-1) == b["next_sentence_label"]).sum())
+            n_nsp += len(b["next_sentence_label"])
     return {"mlm_loss": mlm_loss / n_mlm, "mlm_accuracy": mlm_correct / n_mlm,
             "nsp_loss": nsp_loss / n_nsp, "nsp_accuracy": nsp_correct / n_nsp,
             "unigram_mlm_accuracy": uni / n_mlm}
@@ -252,8 +252,8 @@ def step_accuracy(result):
     """Training MLM and NSP accuracy of one step (``loop.StepResult``), over all its micro-batches."""
     mlm_correct = n_mlm = nsp_correct = n_nsp = 0
     for out, batch in zip(result.outputs, result.micro_batches):
-        labels = batch["labels"].reshape(-1)[out.masked_positions]
-        mlm_correct += int((out.prediction_logits.argmax(-1) == labels).sum())
+        labels = batch["labels"].reshape(-1)[out.masked_positions]  # a heads_rows.LossOnlyOutput
+        mlm_correct += int((out.masked_logits.argmax(-1) == labels).sum())
         n_mlm += len(labels)
         nsp_correct += int((out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).sum())
         n_nsp += len(batch["next_sentence_label"])
@@ -303,7 +303,8 @@ def pretrain(cfg: PretrainConfig):
                                             **step_accuracy(result)},
               evaluate=lambda: evaluate(model, eval_batches, unigram_token),
               describe=lambda ev: " ".join(f"{k}={v:.4f}" for k, v in ev.items()),
-              progress=("mlm_acc", "nsp_acc"))
+              progress=("mlm_acc", "nsp_acc"),
+              loss_only=heads_rows.LossOnly())  # training needs only the loss: the rows the heads read
     if torch_engine:  # the same data, weights and evaluation batches; transformers and torch.optim train
         run, ran = torch_engine.run(cfg, model, data, eval_batches, unigram_token, log)
         if ran is None:

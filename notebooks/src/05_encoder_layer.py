@@ -38,10 +38,13 @@ minibert.set_backend("numpy")
 # ## Implement: the model's layer, forward and backward side by side
 
 # %%
-show(BertModel._layer_forward)
+show(BertModel.layer_function)  # which layer function runs, with the layer's 16 parameters
 
 # %%
-show(BertModel._layer_backward)
+show(BertModel.layer_forward)
+
+# %%
+show(BertModel.layer_backward)
 
 # %% [markdown]
 # Read the backward from the top: LN₂, then the FFN branch, then `dh += dsum2` (the residual: `h`
@@ -69,10 +72,10 @@ x = rng.standard_normal((2, 6, 12))
 mask_add = L.attention_mask_to_additive(np.array([[1] * 6, [1, 1, 1, 1, 0, 0]]), np.float64)
 
 def layer_forward(x):
-    return bert._layer_forward(0, x, mask_add)
+    return bert.layer_forward(0, x, mask_add)
 
 def layer_backward(dy, cache):
-    return bert._layer_backward(0, dy, cache)
+    return bert.layer_backward(0, dy, cache)
 
 print(f"dx: rel_error {check_layer(layer_forward, layer_backward, [x], ['dx'])['dx']:.1e}  (expect < 1e-7)")
 
@@ -110,7 +113,7 @@ print(f"without the residual term: rel_error {numeric:.1e}  (a bug: far above 1e
 #
 # A 6-layer model on a real pre-training batch (the synthetic language of lesson 07, MLM + NSP loss)
 # at initialisation. We record the norm of the gradient with respect to each layer's input by wrapping
-# the model's `_layer_backward`, for BERT's initialisation (weights ~ N(0, 0.02²)) and two wider ones,
+# the model's `layer_backward`, for BERT's initialisation (weights ~ N(0, 0.02²)) and two wider ones,
 # and the norms of each layer's parameter gradients.
 
 # %%
@@ -128,14 +131,14 @@ def gradient_flow(initializer_range):
                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = minibert.BertForPreTraining(c, seed=0, dtype=np.float64)
     flow = {}
-    original = model.bert._layer_backward
+    original = model.bert.layer_backward
 
     def spy(i, dout, cache):            # the model's own backward, plus a note of the norms
         dx = original(i, dout, cache)
         flow[i] = (np.linalg.norm(dout), np.linalg.norm(dx))
         return dx
 
-    model.bert._layer_backward = spy
+    model.bert.layer_backward = spy
     out = model(**batch)
     model.backward()
     return flow, model, out

@@ -11,8 +11,8 @@
 #
 # $$h = \text{LN}\big(\text{GELU}(x W_t^\top + b_t)\big), \qquad \text{logits} = h\,E^\top + b \quad (P, V)$$
 #
-# where $E$ `(V, C)` is **the word-embedding table itself** (tied weights). Only those $P$ rows enter
-# the loss: an unmasked token can be read directly from the input, so predicting it teaches nothing.
+# where $E$ `(V, C)` is **the word-embedding table itself** (tied weights). As in transformers, the
+# model computes the logits at every position, `(B, T, V)`, but only those $P$ rows enter the loss: an unmasked token can be read directly from the input, so predicting it teaches nothing.
 # The 10% random and 10% unchanged keep the model from learning that only `[MASK]` positions matter.
 #
 # **NSP.** The pooler takes the final vector of `[CLS]`: $\text{pooled} = \tanh(x_{b,0} W_p^\top + b_p)$,
@@ -79,16 +79,24 @@ for k in ("[MASK]", "random word", "unchanged"):
 #
 # ## Implement: the heads in `BertForPreTraining.forward`
 #
-# The head runs on the labelled rows only: `positions` are the flat indices of `labels != -100`, and
-# `x.reshape(-1, C)[positions]` gathers them before the transform and the decoder, which is the largest
-# matrix product of a step (P × C × V). The decoder weight is `owner.params[name]`, the word embeddings.
+# The head runs on every row of the encoder's output, `(B*T, C) -> (B*T, V)`; the decoder weight is
+# `owner.params[name]`, the word embeddings. The MLM loss then picks the labelled rows: `positions` are
+# the flat indices of `labels != -100`. (The decoder is the largest matrix product of a step, B·T × C × V;
+# the pretraining job's fast path runs the head at the P labelled rows only, as google-research/bert's
+# `gather_indexes` does.)
 
 # %%
-show(BertForPreTraining.forward, "# MLM head", "losses = [")
+show(BertForPreTraining.mlm_head_forward)
+
+# %%
+show(BertForPreTraining.forward, "logits, c_mlm_head", "loss = sum(")
 
 # %% [markdown]
 # And the backward of the head: the decoder's weight gradient is *accumulated* into the word
 # embeddings' gradient (`owner._acc`), which the embedding lookup will add to as well.
+
+# %%
+show(BertForPreTraining.mlm_head_backward)
 
 # %%
 show(BertForPreTraining.backward, "if cache.mlm_loss is not None:", "self.bert.backward(")
@@ -107,15 +115,16 @@ cfg = minibert.BertConfig(vocab_size=V, hidden_size=48, num_hidden_layers=2, num
 model = BertForPreTraining(cfg, seed=0, dtype=np.float64)
 out = model(**batch)
 P = int((batch["labels"] != -100).sum())
-print(f"{P} predicted positions out of {int(batch['attention_mask'].sum())} real tokens; prediction_logits {out.prediction_logits.shape}")
+print(f"{P} predicted positions out of {int(batch['attention_mask'].sum())} real tokens")
 print(f"1. initial MLM loss {out.mlm_loss:.4f} vs ln V = {np.log(V):.4f};  NSP loss {out.nsp_loss:.4f} vs ln 2 = {np.log(2):.4f}  (expect within ~0.1)")
 
 # %% [markdown]
 # ### Your turn: what the gather saves
 #
-# Called without `labels`, the model runs the MLM head on every position. Write the shape of
-# `prediction_logits` then (a tuple, from `batch["input_ids"].shape` and `V`), and how many times more
-# rows the decoder's $P \times C \times V$ product would have than with labels (`P` above).
+# As in transformers, the model runs the MLM head on every position, labels or not. Write the shape of
+# `prediction_logits` (a tuple, from `batch["input_ids"].shape` and `V`), and how many times more rows
+# the decoder's product has than the loss reads (`P` above): what google-research/bert's
+# `gather_indexes` (and minibert's pretraining fast path) saves by running the head at the P rows only.
 
 # %% nbgrader={"grade": false, "grade_id": "06-your-turn-logits-shape", "locked": false, "schema_version": 3, "solution": true, "task": false}
 # shape_without_labels = ...
@@ -127,7 +136,7 @@ times_more = batch["input_ids"].size / P                  # B*T rows instead of 
 
 # %% nbgrader={"grade": true, "grade_id": "06-check-logits-shape", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 every = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).prediction_logits
-print(f"without labels: {every.shape} (yours {tuple(shape_without_labels)}); with labels ({P}, {V}): "
+print(f"prediction_logits: {every.shape} (yours {tuple(shape_without_labels)}); the loss reads ({P}, {V}): "
       f"{times_more:.1f} times fewer decoder rows")
 assert tuple(shape_without_labels) == every.shape
 assert times_more > 1
@@ -206,24 +215,22 @@ for name in ["cls.predictions.transform.dense.weight", "cls.predictions.transfor
 # (NSP, through the pooler): the encoder learns everything from these few rows. (The gradient
 # still reaches every *input* token, through attention, on the way down.)
 #
-# minibert uses this: the pretraining model computes its last layer's FFN and LayerNorms only at
-# those rows, since no loss reads the others (`docs/architecture.md`). To see the gradient at every
-# position, we turn that off here with `model.last_layer_rows_only = False`.
+# minibert's pretraining job uses this: its loss-only fast path (`minibert/kernels/heads_rows.py`)
+# computes the last layer's queries, FFN and LayerNorms only at those rows, since no loss reads the
+# others. The model itself, as here, computes every row, as transformers does.
 
 # %%
-model.last_layer_rows_only = False  # the last layer on every row: its output and gradient are (B, T, C)
 caught = {}
-original = model.bert._layer_backward
+original = model.bert.layer_backward
 
 def spy(i, dout, cache):
     if i == cfg.num_hidden_layers - 1:
         caught["d"] = dout.copy()
     return original(i, dout, cache)
 
-model.bert._layer_backward = spy
+model.bert.layer_backward = spy
 model(**batch), model.backward()
-model.bert._layer_backward = original
-model.last_layer_rows_only = True
+model.bert.layer_backward = original
 norms = np.linalg.norm(caught["d"], axis=-1)                                  # (B, T)
 fig, ax = plt.subplots(figsize=(13, 3.4))
 ax.imshow(np.where(batch["attention_mask"] == 1, norms, np.nan), cmap="magma_r", aspect="auto")

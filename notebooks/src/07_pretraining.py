@@ -187,8 +187,9 @@ hits, counts = {k: 0 for k in best}, {k: 0 for k in best}
 model.eval()
 for batch in eval_batches:
     out = model(**batch)
-    labels = batch["labels"].reshape(-1)[out.masked_positions]
-    for label, guess in zip(labels, out.prediction_logits.argmax(-1)):
+    labelled = batch["labels"].reshape(-1) != -100  # (B*T,) the positions the loss reads
+    labels = batch["labels"].reshape(-1)[labelled]
+    for label, guess in zip(labels, out.prediction_logits.reshape(labelled.size, -1)[labelled].argmax(-1)):
         word = tok.convert_ids_to_tokens(int(label))
         kind = next((k for k, words in kinds.items() if word in words), "other")
         counts[kind] += 1

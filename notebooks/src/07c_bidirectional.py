@@ -209,7 +209,8 @@ for row, labels in zip(example["input_ids"], example["labels"]):
 def accuracy_by_kind(model):
     model.eval()
     out = model(eval_ids, attention_mask=(eval_ids != 0).astype(np.int64), labels=eval_labels)
-    hit = out.prediction_logits.argmax(-1) == eval_labels.reshape(-1)[out.masked_positions]
+    labelled = eval_labels.reshape(-1) != -100  # (B*T,) the positions the loss reads
+    hit = out.prediction_logits.reshape(labelled.size, -1)[labelled].argmax(-1) == eval_labels.reshape(-1)[labelled]
     model.train()
     return {k: float(hit[eval_kind == k].mean()) for k in kinds}
 
