@@ -5,7 +5,13 @@
 
 The default is ``$MINIBERT_BACKEND`` if set, else numba (a core dependency).  The model looks kernels
 up in ``backend.ops`` at call time, so switching takes effect on the next forward.
+
+The public API: ``set_backend(name)``, ``get_backend()``, ``using(name)`` (a ``with`` block on another
+backend), ``set_debug(on)``, and ``ops``, the table the model reads.  What the numba kernels need of the
+process (OpenMP's threads, a child forked after them) is ``minibert.kernels``' business; this module only
+switches a forked child to the references when the kernels say they cannot run there.
 """
+import contextlib
 import functools
 import os
 import sys
@@ -26,9 +32,13 @@ _debug = False
 scope = ""  # which part of the model is running (set by the model; used in debug messages)
 
 
-def _numba_ops():
+def _numba_module():
     from . import kernels  # noqa: imported lazily: compiling is only paid for when asked for
-    return kernels.OPS
+    return kernels
+
+
+def _numba_ops():
+    return _numba_module().OPS
 
 
 def set_backend(name):
@@ -59,7 +69,7 @@ def set_backend(name):
     if name not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba' or a module of layer functions, got {name!r}")
     if name == "numba" and _forked_from_openmp:
-        raise RuntimeError(FORKED_MESSAGE)
+        raise RuntimeError(_numba_module().FORKED_MESSAGE)
     table = {n: getattr(_reference, n) for n in _OP_NAMES}
     if name == "numba":
         table.update(_numba_ops())
@@ -68,31 +78,22 @@ def set_backend(name):
 
 _custom_table = None
 _forked_from_openmp = False
-FORKED_MESSAGE = ("this process was forked after numba's OpenMP threads ran in its parent, and OpenMP cannot run "
-                  "in such a child: it runs the NumPy references (set_backend('numpy')).  To run the numba "
-                  "kernels in worker processes, start them with multiprocessing's 'spawn' method.")
 
 
 def _after_fork_in_child():
-    """GNU OpenMP cannot run in a process forked after its threads started: numba terminates such a child
-    at its first parallel kernel ("fork() called from a process already using GNU OpenMP, this is
-    unsafe"), and the numba kernels run on OpenMP (``minibert/kernels/__init__.py``).  So a child forked
-    after the kernels ran runs the NumPy references from then on (with a warning), its products are
-    NumPy's, and ``set_backend("numba")`` says why it cannot be.  A child started with ``spawn`` has no
+    """A child forked after numba's OpenMP threads ran cannot run the numba kernels
+    (``minibert.kernels.after_fork_in_child`` tells): it runs the NumPy references from then on, with a
+    warning, and ``set_backend("numba")`` says why it cannot.  A child started with ``spawn`` has no
     such limit."""
     global _forked_from_openmp
     kernels = sys.modules.get(__package__ + ".kernels")
-    if kernels is None:
-        return  # the kernels were never loaded: numba's threads cannot have run for them
-    from numba.np.ufunc import parallel  # numba's own record of its started threads (private names)
-    if not (getattr(parallel, "_is_initialized", False) and getattr(parallel, "_threading_layer", None) == "omp"):
-        return
+    if kernels is None or not kernels.after_fork_in_child():
+        return  # the kernels were never loaded, or their threads never ran
     _forked_from_openmp = True
-    kernels._blas.forked_from_openmp = True
     if _current == "numba":
         set_backend("numpy")
         import warnings
-        warnings.warn("minibert: " + FORKED_MESSAGE, RuntimeWarning, stacklevel=2)
+        warnings.warn("minibert: " + kernels.FORKED_MESSAGE, RuntimeWarning, stacklevel=2)
 
 
 if hasattr(os, "register_at_fork"):
@@ -143,6 +144,26 @@ def _checked(name, fn):
 def get_backend():
     """The name of the active backend."""
     return _current
+
+
+@contextlib.contextmanager
+def using(name):
+    """``with minibert.backend.using("numpy"): ...``: run the block on another backend (a name or a
+    module of layer functions, as ``set_backend``), then put back the one that was active, the very
+    same table of kernels (a student's module, the debug wrappers), also when the block raises."""
+    saved_ops, saved = dict(vars(ops)), (_current, _custom_table)
+    set_backend(name)
+    try:
+        yield ops
+    finally:
+        _restore(saved_ops, saved)
+
+
+def _restore(saved_ops, saved):
+    global _current, _custom_table
+    ops.__dict__.clear()
+    ops.__dict__.update(saved_ops)
+    _current, _custom_table = saved
 
 
 set_backend(os.environ.get("MINIBERT_BACKEND") or "numba")

@@ -142,3 +142,20 @@ def test_capstone_trains_on_a_directory_of_exercise_files(restore_backend, tmp_p
         capstone.train_side_by_side(tmp_path, steps=0)
     with pytest.raises(FileNotFoundError, match="no Python file"):
         capstone.train_side_by_side(tmp_path / "nothing_here", steps=3)
+
+
+def test_using_runs_a_block_on_another_backend_and_puts_back_the_very_same_kernels(restore_backend):
+    """``backend.using``: the block sees the other backend; after it (also after an error) the table is
+    the one before, a student's module included."""
+    student = types.ModuleType("student_layernorm")
+    student.layernorm_forward = minibert.layers.layernorm_forward
+    minibert.set_backend(student)
+    before = dict(vars(backend.ops))
+    with backend.using("numpy"):
+        assert backend.get_backend() == "numpy"
+    assert backend.get_backend() == "custom:student_layernorm" and vars(backend.ops) == before
+    with pytest.raises(KeyError):
+        with backend.using("numba"):
+            assert backend.get_backend() == "numba"
+            raise KeyError("inside")
+    assert backend.get_backend() == "custom:student_layernorm" and vars(backend.ops) == before

@@ -47,6 +47,24 @@ def _keep_freed_memory():
 
 _keep_freed_memory()
 
+FORKED_MESSAGE = ("this process was forked after numba's OpenMP threads ran in its parent, and OpenMP cannot run "
+                  "in such a child: it runs the NumPy references (set_backend('numpy')).  To run the numba "
+                  "kernels in worker processes, start them with multiprocessing's 'spawn' method.")
+
+
+def after_fork_in_child():
+    """Called in a child process just after ``fork`` (``minibert.backend`` registers the hook): True when
+    the parent had started numba's OpenMP threads, so the kernels cannot run here.
+
+    GNU OpenMP cannot run in a process forked after its threads started: numba terminates such a child
+    at its first parallel kernel ("fork() called from a process already using GNU OpenMP, this is
+    unsafe").  The products of ``_blas.py`` then go to NumPy too."""
+    from numba.np.ufunc import parallel  # numba's own record of its started threads (private names)
+    if not (getattr(parallel, "_is_initialized", False) and getattr(parallel, "_threading_layer", None) == "omp"):
+        return False
+    _blas.forked_from_openmp = True
+    return True
+
 from .adamw import adamw_update  # noqa: E402  (after the threading layer is chosen)
 from .attention import (attention_backward, attention_forward, attention_softmax_backward,  # noqa: E402
                         attention_softmax_forward)
@@ -57,6 +75,7 @@ from .ffn import ffn_backward, ffn_forward  # noqa: E402
 from .gelu import bias_gelu_forward, gelu_backward, gelu_bias_backward, gelu_forward  # noqa: E402
 from .layernorm import layernorm_backward, layernorm_forward  # noqa: E402
 from .linear import linear_backward, linear_forward  # noqa: E402
+from . import _blas  # noqa: E402
 
 # reference function name -> twin; the backend overrides exactly these names in ``backend.ops``
 OPS = {

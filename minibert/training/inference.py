@@ -36,12 +36,8 @@ def _encoder(model):
 
 def _run_eval(model, **inputs):
     """``model(**inputs)`` with dropout off, then back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
+    with model.eval_mode():
         return model(**inputs)
-    finally:
-        model.train(was_training)
 
 
 def mean_pool(last_hidden_state, attention_mask):
@@ -119,10 +115,8 @@ def attention_maps(model, tokenizer, text, text_pair=None):
 def fill_mask(model, tokenizer, text, top_k=5):
     """[(position, [(token, probability), ...])] for every [MASK] in ``text``."""
     enc = tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings, return_tensors="np")
-    was_training = model.training
-    model.eval()
-    out = model(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
-    model.train(was_training)
+    with model.eval_mode():
+        out = model(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
     ids = enc["input_ids"][0]
     results = []
     for t in np.flatnonzero(ids == tokenizer.mask_token_id):

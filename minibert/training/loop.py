@@ -157,22 +157,52 @@ def load_training_state(path, model, opt):
     return meta
 
 
-def start_or_resume(out, resume, model, opt, data, log=print):
+def start_or_resume(out, resume, trainer, data, log=print):
     """-> (checkpoint path, log path, step, history) of a run in ``out``.
 
-    With ``resume`` and a checkpoint there, the model, the optimizer and the data stream are restored to
-    it, and log lines written after it (by a run that was killed) are dropped; otherwise a fresh start
-    at step 0 (an old log is removed)."""
+    With ``resume`` and a checkpoint there, the trainer (model, optimizer) and the data stream are restored
+    to it, and log lines written after it (by a run that was killed) are dropped; otherwise a fresh start
+    at step 0 (an old log is removed).  Only the main process touches the log."""
     ckpt_path, log_path = os.path.join(out, "checkpoint.safetensors"), os.path.join(out, "log.jsonl")
     if resume and os.path.isfile(ckpt_path):
-        meta = load_training_state(ckpt_path, model, opt)
+        meta = trainer.load(ckpt_path)
         data.load_state_dict(meta["data"])
-        _truncate_log(log_path, meta["step"])
+        if trainer.is_main:
+            _truncate_log(log_path, meta["step"])
         log(f"resumed from {ckpt_path} at step {meta['step']}")
         return ckpt_path, log_path, meta["step"], meta["history"]
-    if os.path.exists(log_path):
+    if trainer.is_main and os.path.exists(log_path):
         os.remove(log_path)
     return ckpt_path, log_path, 0, {"eval": []}
+
+
+class MinibertTrainer:
+    """What ``run`` asks of an engine, for minibert's own: ``step(batch, step)`` -> a result with
+    ``loss``, ``terms`` and ``grad_norm`` (``training_step``); ``lr``; ``save`` / ``load`` a checkpoint;
+    ``is_main`` (the process that writes the log and the checkpoints); ``time_is_up(over)`` (every process
+    of a run stops at the same step).  The torch engine's ``TorchTrainer`` is the other one."""
+
+    is_main = True
+
+    def __init__(self, model, opt, cfg, loss_only=None):
+        self.model, self.opt, self.cfg, self.loss_only = model, opt, cfg, loss_only
+        self.ckpt_path = os.path.join(cfg.out, "checkpoint.safetensors")
+
+    @property
+    def lr(self):
+        return self.opt.lr
+
+    def step(self, batch, step):
+        return training_step(self.model, self.opt, batch, step, self.cfg, self.ckpt_path, self.loss_only)
+
+    def save(self, path, step, data_state, history):
+        save_training_state(path, self.model, self.opt, step, data_state, history)
+
+    def load(self, path):
+        return load_training_state(path, self.model, self.opt)
+
+    def time_is_up(self, over):
+        return over
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -206,11 +236,17 @@ class RunResult(NamedTuple):
     log_path: str
 
 
-def run(model, opt, cfg, job, log=print):
+def run(model, opt, cfg, job, log=print, trainer=None):
     """Train ``model`` with ``opt`` on ``job`` as ``cfg`` says (``out``, ``max_steps``, ``minutes``,
     ``resume``, ``eval_every``, ``checkpoint_every``, ``grad_accum``, the schedule, ``verbose``).
-    Ends with an evaluation and a checkpoint of the last step.  -> ``RunResult``."""
-    ckpt_path, log_path, step, history = start_or_resume(cfg.out, cfg.resume, model, opt, job.data, log)
+    Ends with an evaluation and a checkpoint of the last step.  -> ``RunResult``.
+
+    ``trainer``: who takes the steps and keeps the checkpoints (default ``MinibertTrainer``: minibert's
+    ``training_step`` with ``job.loss_only``); the torch engine passes its ``TorchTrainer``, one per
+    process, so its runs are this loop too."""
+    trainer = trainer or MinibertTrainer(model, opt, cfg, job.loss_only)
+    main = trainer.is_main
+    ckpt_path, log_path, step, history = start_or_resume(cfg.out, cfg.resume, trainer, job.data, log)
 
     def evaluate():
         ev = job.evaluate()
@@ -218,24 +254,27 @@ def run(model, opt, cfg, job, log=print):
         log(f"\n[eval @ {step}] " + job.describe(ev))
 
     def checkpoint():
-        save_training_state(ckpt_path, model, opt, step, job.data.state_dict(), history)
+        if main:
+            trainer.save(ckpt_path, step, job.data.state_dict(), history)
 
     if job.eval_at_start and step == 0 and not history["eval"]:
         evaluate()
-    bar = progress_bar(cfg.max_steps, step, job.name, cfg.verbose)
+    bar = progress_bar(cfg.max_steps, step, job.name, cfg.verbose and main)
     start, tokens, ema, stopped_early = time.perf_counter(), 0, None, False
-    with open(log_path, "a") as log_file:
+    log_file = open(log_path, "a") if main else None
+    try:
         while step < cfg.max_steps:
-            if cfg.minutes is not None and time.perf_counter() - start > 60 * cfg.minutes:
+            if cfg.minutes is not None and trainer.time_is_up(time.perf_counter() - start > 60 * cfg.minutes):
                 stopped_early = True
                 break
             batch = job.next_batch(step)
-            result = training_step(model, opt, batch, step, cfg, ckpt_path, job.loss_only)
+            result = trainer.step(batch, step)
             step += 1
             tokens += int(batch["attention_mask"].sum())
-            rec = {"step": step, "loss": result.loss, **job.record(result, batch), "lr": opt.lr,
+            rec = {"step": step, "loss": result.loss, **job.record(result, batch), "lr": trainer.lr,
                    "grad_norm": result.grad_norm}
-            log_file.write(json.dumps(rec) + "\n")
+            if main:
+                log_file.write(json.dumps(rec) + "\n")
             ema = rec["loss"] if ema is None else 0.95 * ema + 0.05 * rec["loss"]
             bar.update(step - bar.n)
             bar.set_postfix({"loss": f"{ema:.4f}", **{k: f"{rec[k]:.3f}" for k in job.progress},
@@ -243,8 +282,12 @@ def run(model, opt, cfg, job, log=print):
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 evaluate()
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                log_file.flush()
+                if main:
+                    log_file.flush()
                 checkpoint()
+    finally:
+        if log_file is not None:
+            log_file.close()
     bar.close()
     seconds = time.perf_counter() - start
     if not history["eval"] or history["eval"][-1]["step"] != step:

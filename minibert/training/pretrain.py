@@ -306,7 +306,7 @@ def pretrain(cfg: PretrainConfig):
               progress=("mlm_acc", "nsp_acc"),
               loss_only=heads_rows.LossOnly())  # training needs only the loss: the rows the heads read
     if torch_engine:  # the same data, weights and evaluation batches; transformers and torch.optim train
-        run, ran = torch_engine.run(cfg, model, data, eval_batches, unigram_token, log)
+        run, ran = torch_engine.run(cfg, model, job, eval_batches, unigram_token, log)
         if ran is None:
             return None  # a rank other than 0: rank 0 writes the outputs
     else:

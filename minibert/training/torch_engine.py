@@ -11,7 +11,8 @@ What this module adds:
     TorchTrainer      transformers' model holding minibert's weights; torch.optim.AdamW with minibert's
                       settings (decay groups, betas, eps), minibert's schedule and clipping; one step, the
                       held-out evaluation, checkpoints
-    run()             the loop: steps, log.jsonl, evaluations, checkpoints, resume (as loop.run does)
+    run()             ``loop.run`` (the one loop: log.jsonl, evaluations, checkpoints, resume) with a
+                      ``TorchTrainer`` taking the steps
     launch()          ``--nproc N > 1``: N worker processes through torch's own launcher
                       (``python -m torch.distributed.run``), each running ``pretrain`` as rank r
 
@@ -25,12 +26,12 @@ back-propagates N times its part.  The global loss that is logged is the sum of 
 (``all_reduce``).  Gradient accumulation (``--grad-accum``) splits each rank's shard further, with the
 same global counts: it is the same weighting minibert's ``training_step`` applies to micro-batches.
 """
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
-import time
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -49,7 +50,8 @@ except ImportError as e:  # the extra is not installed: say how to install it
 from ..files import atomic_write_bytes, check_exportable, load_checkpoint, save_checkpoint
 from ..layers.cross_entropy import IGNORE_INDEX
 from ..optim import linear_warmup_decay, no_weight_decay
-from .loop import RunResult, _truncate_log, progress_bar, split_batch
+from . import loop
+from .loop import split_batch
 
 WORKER_ENV = "MINIBERT_TORCH_WORKER"  # set by launch() for the processes torch.distributed.run starts
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -133,6 +135,18 @@ class TorchTrainer:
             lr=cfg.lr, betas=(0.9, 0.999), eps=1e-6)  # minibert.AdamW's defaults
         self.lr = cfg.lr
 
+    @property
+    def is_main(self):
+        """Rank 0 writes the log and the checkpoints (``loop.run``)."""
+        return self.rank == 0
+
+    def time_is_up(self, over):
+        """Every rank must stop at the same step: rank 0's clock decides (``loop.run``'s time budget)."""
+        flag = torch.tensor([float(over)], device=self.device)
+        if self.world_size > 1:
+            dist.broadcast(flag, 0)
+        return bool(flag.item())
+
     def __repr__(self):
         return (f"TorchTrainer(transformers.BertForPreTraining, {next(self.hf.parameters()).dtype}, "
                 f"device={self.device}, rank {self.rank} of {self.world_size}, torch {torch.__version__})")
@@ -185,7 +199,7 @@ class TorchTrainer:
         always-``unigram_token`` accuracy), eval mode.  Rank r evaluates batches r, r + N, ...; the sums
         are added up over the ranks."""
         was_training = self.hf.training
-        self.hf.eval()
+        self.hf.eval()  # transformers' module: its own train/eval, put back below
         sums = torch.zeros(7, dtype=torch.float64, device=self.device)
         for b in batches[self.rank::self.world_size]:
             mlm, nsp, mlm_logits, labels, nsp_logits = self.loss(**self._tensors(b), n_mlm=1, n_nsp=1)  # sums
@@ -255,11 +269,11 @@ def is_worker():
     return os.environ.get(WORKER_ENV) == "1" and "RANK" in os.environ
 
 
-def run(cfg, model, data, eval_batches, unigram_token, log=print, dtype=torch.float32):
-    """Train ``model``'s weights on ``data`` as ``cfg`` says, with transformers and torch.optim; the same
-    loop as ``loop.run`` (log.jsonl every step, evaluation every ``eval_every``, checkpoint every
-    ``checkpoint_every`` and at the end, ``resume``).  Runs as one rank of ``launch``'s group when
-    started by it.  At the end the trained weights are copied into ``model``.
+def run(cfg, model, job, eval_batches, unigram_token, log=print, dtype=torch.float32):
+    """Train ``model``'s weights on ``job``'s data as ``cfg`` says, with transformers and torch.optim, in
+    ``loop.run`` (the one loop: log.jsonl every step, evaluation every ``eval_every``, checkpoints,
+    ``resume``, the time budget), with a ``TorchTrainer`` taking the steps.  Runs as one rank of
+    ``launch``'s group when started by it.  At the end the trained weights are copied into ``model``.
     -> (``loop.RunResult``, what ran: {"torch", "transformers", "threads", "world_size", "process_group",
     "pids" of the ranks}); the second is None on ranks other than 0 (rank 0 writes the outputs)."""
     rank, world = 0, 1
@@ -284,74 +298,17 @@ def run(cfg, model, data, eval_batches, unigram_token, log=print, dtype=torch.fl
     trainer = TorchTrainer(model, cfg, device=device, dtype=dtype, rank=rank, world_size=world)
     if main:
         log(repr(trainer))
-    ckpt_path, log_path = os.path.join(cfg.out, "checkpoint.safetensors"), os.path.join(cfg.out, "log.jsonl")
-    step, history = 0, {"eval": []}
-    if cfg.resume and os.path.isfile(ckpt_path):
-        meta = trainer.load(ckpt_path)
-        data.load_state_dict(meta["data"])
-        step, history = meta["step"], meta["history"]
-        if main:
-            _truncate_log(log_path, step)
-            log(f"resumed from {ckpt_path} at step {step}")
-    elif main and os.path.exists(log_path):
-        os.remove(log_path)
-
-    def evaluate():
-        ev = trainer.evaluate(eval_batches, unigram_token)
-        history["eval"].append({"step": step, **ev})
-        if main:
-            log(f"\n[eval @ {step}] " + " ".join(f"{k}={v:.4f}" for k, v in ev.items()))
-
-    def checkpoint():
-        if main:
-            trainer.save(ckpt_path, step, data.state_dict(), history)
-
-    bar = progress_bar(cfg.max_steps, step, f"pretrain (torch, {world} process{'es' if world > 1 else ''})",
-                       cfg.verbose and main)
-    start, tokens, ema, stopped_early = time.perf_counter(), 0, None, False
-    log_file = open(log_path, "a") if main else None
-    try:
-        while step < cfg.max_steps:
-            if cfg.minutes is not None:  # every rank must stop at the same step: rank 0 decides
-                over = torch.tensor([float(time.perf_counter() - start > 60 * cfg.minutes)], device=device)
-                if world > 1:
-                    dist.broadcast(over, 0)
-                if over.item():
-                    stopped_early = True
-                    break
-            batch = data.batch(step)
-            result = trainer.step(batch, step)
-            step += 1
-            tokens += int(batch["attention_mask"].sum())
-            rec = {"step": step, "loss": result.loss, "mlm_loss": result.terms["mlm"],
-                   "nsp_loss": result.terms["nsp"], "seq_len": batch["input_ids"].shape[1], **result.accuracy,
-                   "lr": trainer.lr, "grad_norm": result.grad_norm}
-            if main:
-                log_file.write(json.dumps(rec) + "\n")
-            ema = rec["loss"] if ema is None else 0.95 * ema + 0.05 * rec["loss"]
-            bar.update(step - bar.n)
-            bar.set_postfix({"loss": f"{ema:.4f}", "mlm_acc": f"{rec['mlm_acc']:.3f}",
-                             "nsp_acc": f"{rec['nsp_acc']:.3f}",
-                             "tok/s": int(tokens / (time.perf_counter() - start))}, refresh=False)
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                evaluate()
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                if main:
-                    log_file.flush()
-                checkpoint()
-    finally:
-        if log_file is not None:
-            log_file.close()
-    bar.close()
-    seconds = time.perf_counter() - start
-    if not history["eval"] or history["eval"][-1]["step"] != step:
-        evaluate()
-        checkpoint()
+    torch_job = dataclasses.replace(
+        job, name=f"pretrain (torch, {world} process{'es' if world > 1 else ''})", loss_only=None,
+        record=lambda result, batch: {"mlm_loss": result.terms["mlm"], "nsp_loss": result.terms["nsp"],
+                                      "seq_len": batch["input_ids"].shape[1], **result.accuracy},
+        evaluate=lambda: trainer.evaluate(eval_batches, unigram_token))
+    result = loop.run(model, None, cfg, torch_job, log if main else (lambda *a, **k: None), trainer=trainer)
     copy_weights_to(trainer.hf, model)
     if world > 1:
         dist.barrier()  # rank 0's checkpoint is on disk before any rank leaves
         dist.destroy_process_group()
-    return RunResult(step, history, seconds, tokens, stopped_early, log_path), group if main else None
+    return result, group if main else None
 
 
 # -- N processes ----------------------------------------------------------------------------------
