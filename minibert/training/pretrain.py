@@ -123,14 +123,16 @@ class PretrainConfig(RunConfig):
 # -- data ------------------------------------------------------------------------------------------
 def load_corpus(name, seed=0, verbose=True):
     """-> (train documents, held-out documents); a document is a list of sentences."""
-    from ..data import corpus as corpora
+    from ..data.corpus import read_text_corpus
+    from ..data.cpython_docs import load_default_corpus
+    from ..data.synthetic import synthetic_corpus
     if name == "default":
-        c = corpora.load_default_corpus(verbose=verbose)
+        c = load_default_corpus(verbose=verbose)
         return c.train, c.heldout
     if name == "synthetic":
-        c = corpora.synthetic_corpus(num_docs=400, seed=seed)
+        c = synthetic_corpus(num_docs=400, seed=seed)
         return c.train, c.heldout
-    docs = corpora.read_text_corpus(name)
+    docs = read_text_corpus(name)
     docs = docs.train + docs.heldout if hasattr(docs, "train") else docs
     if len(docs) < 2:
         raise ValueError(f"corpus {name!r} has {len(docs)} document(s); NSP needs at least 2 "
@@ -193,7 +195,7 @@ class SequenceLengthWarmup:
 
 def pretraining_data(cfg, train_docs, tokenizer):
     """The training stream of ``cfg``: full-length batches, after ``cfg.short_seq_steps`` short ones."""
-    from ..data.pretraining import PretrainingDataset
+    from ..data.dataset import PretrainingDataset
     full = PretrainingDataset(train_docs, tokenizer, max_seq_length=cfg.max_seq_length,
                               batch_size=cfg.batch_size, seed=cfg.seed)
     short = None
@@ -209,7 +211,7 @@ def pretraining_data(cfg, train_docs, tokenizer):
 def heldout_batches(cfg, tokenizer, heldout_docs):
     """The fixed held-out set of a run: the first ``cfg.eval_batches`` batches of the held-out documents,
     masked once (static masking, seed ``cfg.seed + 1``), the same at every evaluation."""
-    from ..data.pretraining import PretrainingDataset
+    from ..data.dataset import PretrainingDataset
     heldout = PretrainingDataset(heldout_docs, tokenizer, max_seq_length=cfg.max_seq_length,
                                  batch_size=cfg.batch_size, seed=cfg.seed + 1, dynamic_masking=False,
                                  drop_last=False)

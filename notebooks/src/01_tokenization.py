@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
-from minibert.data.corpus import load_default_corpus
+from minibert.data.cpython_docs import load_default_corpus
 from minibert.data.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 
 workdir = tempfile.mkdtemp(prefix="minibert-lesson01-")

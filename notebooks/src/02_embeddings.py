@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
-from minibert.data.corpus import synthetic_vocabulary
+from minibert.data.synthetic import synthetic_vocabulary
 from minibert.gradcheck import check_layer, report_line
 
 minibert.set_backend("numpy")

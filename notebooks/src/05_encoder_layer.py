@@ -27,10 +27,10 @@ import matplotlib.pyplot as plt
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
-from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import check_layer, numerical_gradient_at, perturb_parameters, rel_error
 from minibert.models.bert import BertModel
-from minibert.data.pretraining import PretrainingDataset
+from minibert.data.dataset import PretrainingDataset
 
 minibert.set_backend("numpy")
 

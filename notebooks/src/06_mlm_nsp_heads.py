@@ -34,10 +34,11 @@ import matplotlib.pyplot as plt
 
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
-from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error, report_line
 from minibert.models.bert import BertForPreTraining
-from minibert.data.pretraining import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
+from minibert.data.dataset import PretrainingDataset
+from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 
 minibert.set_backend("numpy")
 

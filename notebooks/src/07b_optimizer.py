@@ -35,7 +35,7 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import synthetic_corpus
+from minibert.data.synthetic import synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 from minibert.layers.adamw import adamw_update
 from minibert.optim import AdamW, clip_grad_norm, linear_warmup_decay, no_weight_decay

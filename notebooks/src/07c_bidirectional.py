@@ -40,7 +40,7 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import SYNTHETIC_ADJECTIVE_OF, SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, \
+from minibert.data.synthetic import SYNTHETIC_ADJECTIVE_OF, SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, \
     synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 from minibert.layers.softmax import attention_mask_to_additive

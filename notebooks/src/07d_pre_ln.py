@@ -36,7 +36,7 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import synthetic_corpus
+from minibert.data.synthetic import synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 from minibert.gradcheck import rel_error
 from minibert.layers.attention import attention_forward

@@ -25,7 +25,7 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import load_default_corpus
+from minibert.data.cpython_docs import load_default_corpus
 from minibert.training import applications as ap
 from minibert.training import finetune as ft
 from minibert.training.pretrain import build_vocab
