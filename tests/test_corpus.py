@@ -119,6 +119,14 @@ def test_read_text_corpus_tolerates_extra_blank_lines_and_spaces(tmp_path):
     assert read_text_corpus(path) == [["One.", "Two."], ["Three."]]
 
 
+def test_read_text_corpus_splits_lines_as_open_does_and_drops_a_byte_order_mark(tmp_path):
+    """Windows line ends and a UTF-8 BOM (Notepad writes one) read as plain lines; a form feed or a
+    U+2028 inside a sentence (str.splitlines() would cut there) stays in it, as write_text_corpus wrote it."""
+    path = tmp_path / "c.txt"
+    path.write_bytes("\ufeffOne.\r\nTwo.\r\n\r\nThree\x0cfour\u2028five.\rSix.\n".encode("utf-8"))
+    assert read_text_corpus(path) == [["One.", "Two."], ["Three\x0cfour\u2028five.", "Six."]]
+
+
 def test_read_text_corpus_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         read_text_corpus(tmp_path / "nope.txt")

@@ -14,6 +14,7 @@ tiny seeded language whose right answers are known).
     Corpus('mine', train: 90 docs, 557 sentences, 19,965 chars; heldout: 10 docs, 53 sentences, 1,880 chars)
 """
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..files import atomic_write_bytes
@@ -96,25 +97,43 @@ def write_text_corpus(docs, path):
     atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))
 
 
+FORMAT = "a UTF-8 text file, one sentence per line and a blank line between documents"
+
+
 def read_text_corpus(path):
     """Read a corpus in google-research/bert's format: one sentence per line, blank line between documents.
 
     Returns a list of documents, each a list of sentence strings (stripped; empty documents dropped).
-    Raises FileNotFoundError if ``path`` does not exist and ValueError if it holds no sentence.
+    Every bad file gets an error naming it and what was expected: FileNotFoundError if ``path`` does not
+    exist, IsADirectoryError if it is a directory, ValueError if it is not UTF-8 text (a binary file, or
+    text in another encoding), holds a NUL byte (binary data that happens to decode) or holds no sentence.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"corpus {path!r} is a directory: expected {FORMAT}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"corpus file not found: {path!r}")
+        raise FileNotFoundError(f"corpus file not found: {path!r} (expected {FORMAT})")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")     # -sig: a byte-order mark (Windows editors write one) is dropped
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"corpus file {path!r} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, "
+                         f"line {line}, cannot be decoded): expected {FORMAT}. A binary file, or text saved in "
+                         "another encoding? (re-save it as UTF-8)") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ValueError(f"corpus file {path!r} holds a NUL byte (line {line}): expected {FORMAT}, "
+                         "not a binary file")
     docs = [[]]
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                docs[-1].append(line)
-            elif docs[-1]:
-                docs.append([])
+    for line in re.split(r"\r\n|\r|\n", text):   # the line ends open() knows (not str.splitlines()'s \f ...)
+        line = line.strip()
+        if line:
+            docs[-1].append(line)
+        elif docs[-1]:
+            docs.append([])
     docs = [doc for doc in docs if doc]
     if not docs:
-        raise ValueError(f"corpus file {path!r} is empty: expected one sentence per line and a blank line "
-                         "between documents, got no sentence")
+        raise ValueError(f"corpus file {path!r} is empty: expected {FORMAT}, got no sentence")
     return docs

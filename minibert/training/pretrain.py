@@ -102,6 +102,9 @@ class PretrainConfig(RunConfig):
         if self.nproc * self.grad_accum > self.batch_size:
             raise ValueError(f"nproc x grad_accum ({self.nproc} x {self.grad_accum}) must be at most batch_size "
                              f"({self.batch_size}): every process trains on at least one sequence")
+        if self.corpus not in ("default", "synthetic") and os.path.isdir(self.corpus):
+            raise IsADirectoryError(f"--corpus {self.corpus!r} is a directory: use 'default', 'synthetic', or a "
+                                    "text file (one sentence per line, a blank line between documents)")
         if self.corpus not in ("default", "synthetic") and not os.path.isfile(self.corpus):
             raise FileNotFoundError(f"corpus file not found: {self.corpus!r} "
                                     "(use 'default', 'synthetic', or a text file: one sentence per line, "
@@ -278,12 +281,12 @@ def pretrain(cfg: PretrainConfig):
         backend.set_backend(cfg.backend)
     if cfg.debug:
         backend.set_debug(True)
-    os.makedirs(cfg.out, exist_ok=True)
     log = print if cfg.verbose else (lambda *a, **k: None)
     log(f"minibert pretrain: preset={cfg.preset} corpus={cfg.corpus} engine={cfg.engine} "
         + (f"nproc={cfg.nproc} device={cfg.device}" if torch_engine else f"backend={backend.get_backend()}")
         + f" out={cfg.out}")
     train_docs, heldout_docs = load_corpus(cfg.corpus, cfg.seed, cfg.verbose)
+    os.makedirs(cfg.out, exist_ok=True)  # after the corpus is read: a bad one leaves no empty OUT behind
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
     if torch_engine and cfg.nproc > 1 and not torch_engine.is_worker():  # the vocabulary is on disk: start
         return torch_engine.launch(cfg)  # the ranks, each of which runs this function as a worker
