@@ -26,7 +26,8 @@ from minibert.classroom.lessons import show  # the library's own source: what yo
 from minibert.data.cpython_docs import load_default_corpus
 from minibert.data.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 
-workdir = tempfile.mkdtemp(prefix="minibert-lesson01-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson01-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Stage 1: BasicTokenizer

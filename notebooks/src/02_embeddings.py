@@ -168,7 +168,8 @@ print("[PAD] row (id 0) of the word table:", np.abs(bert.grads["embeddings.word_
 # the norm grows like $\sqrt{n}$. Unused rows get exactly zero.
 
 # %%
-workdir = tempfile.mkdtemp(prefix="minibert-lesson02-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson02-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 vocab_file = os.path.join(workdir, "vocab.txt")
 with open(vocab_file, "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")

@@ -114,7 +114,8 @@ print(f"without the residual term: rel_error {numeric:.1e}  (a bug: far above 1e
 # and the norms of each layer's parameter gradients.
 
 # %%
-workdir = tempfile.mkdtemp(prefix="minibert-lesson05-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson05-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")
 tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))

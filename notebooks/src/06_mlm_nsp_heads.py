@@ -42,7 +42,8 @@ from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_
 
 minibert.set_backend("numpy")
 
-workdir = tempfile.mkdtemp(prefix="minibert-lesson06-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson06-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")
 tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))

@@ -35,7 +35,8 @@ from minibert.training.inference import fill_mask
 from minibert.training.pretrain import evaluate
 
 minibert.set_backend("numpy")  # the readable references; set_backend("numba") is ~2x faster after compiling
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Data: corpus → vocabulary → batches

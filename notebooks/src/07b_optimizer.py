@@ -42,7 +42,8 @@ from minibert.optim import AdamW, clip_grad_norm, linear_warmup_decay, no_weight
 from minibert.training.plots import smooth
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07b-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07b-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Implement

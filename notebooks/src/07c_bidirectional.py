@@ -49,7 +49,8 @@ from minibert.optim import clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import plot_attention, smooth
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07c-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07c-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Implement

@@ -49,7 +49,8 @@ from minibert.optim import AdamW, clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import smooth
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07d-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07d-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Implement: the two orders side by side

@@ -31,7 +31,8 @@ from minibert.training import finetune as ft
 from minibert.training.pretrain import build_vocab
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-08b-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson08b-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 corpus = load_default_corpus()
 tasks = {name: ap.load_application_task(name, corpus) for name in ap.APPLICATION_TASKS}
 for task in tasks.values():
