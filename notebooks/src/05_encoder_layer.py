@@ -44,8 +44,8 @@ show(BertModel._layer_forward)
 show(BertModel._layer_backward)
 
 # %% [markdown]
-# Read the backward from the top: LN₂, then the FFN branch, then `dh += dsum2` (the residual: `h`
-# went straight into the second sum too), LN₁, the attention branch, and `dx += dsum1` (the first
+# Read the backward from the top: LN₂, then the FFN branch, then `dh = dh + dsum2` (the residual: `h`
+# went straight into the second sum too), LN₁, the attention branch, and `dx = dx + dsum1` (the first
 # residual). Parameter gradients are *accumulated* (`self._acc`) into `model.grads`: a backward adds,
 # and only `zero_grad()` clears. What the forward keeps for the backward is an `EncoderLayerCache`, a
 # `NamedTuple` with one named field per part (`attention`, `attention_dropout`, `attention_norm`, `ffn`,
@@ -92,8 +92,8 @@ for name, p, g in bert.named_parameters():
 print(f"worst parameter rel_error {worst:.1e}  (expect < 1e-7)")
 
 # %% [markdown]
-# The residual matters: drop `dx += dsum1` and the gradient is wrong everywhere. We can see it by
-# subtracting the residual's share from the correct gradient; what is left, the path through
+# The residual matters: drop the `+ dsum1` of `dx = dx + dsum1` and the gradient is wrong everywhere.
+# We can see it by subtracting the residual's share from the correct gradient; what is left, the path through
 # attention alone, is far from the finite differences:
 
 # %%
@@ -205,7 +205,7 @@ assert np.isclose(ratio_wide, flows[0.5][0][1] / flows[0.5][5][1])
 # Write your answer in the cell below each question.
 
 # %% [markdown]
-# **Question 1.** Drop the residual term (`dx += dsum1`) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
+# **Question 1.** Drop the residual term (the `+ dsum1` of `dx = dx + dsum1`) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "05-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>
