@@ -10,8 +10,8 @@ The package is a map of the design (``docs/architecture.md``); imports run one w
 
     cli.py                        the ``minibert`` command; nothing imports it
     classroom/                    exercises, grader, the attention ninja, lesson helpers, the demo
-    training/                     one training loop (pretraining, fine-tuning), inference, plots
-    data/                         tokenizer, WordPiece, pretraining instances, the bundled corpus
+    training/                     the training loop (pretraining, fine-tuning), the torch engine, inference, plots
+    data/                         the corpora, tokenizer, WordPiece, pretraining instances and batches
     models/  optim.py             Module base, BERT, the heads; AdamW, schedule, clipping
     backend.py                    which kernels run: the references or their numba twins
     kernels/                      numba twins, file for file of layers/
