@@ -7,8 +7,32 @@ setup(
                 "numerically equal to transformers' BERT.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    # MIT (LICENSE).  license_expression is PEP 639's License-Expression field (setuptools >= 77, which then
+    # ignores `license`); `license` is the field older setuptools write.  PEP 639 deprecates the
+    # "License :: OSI Approved :: MIT License" classifier next to an expression (setuptools warns), so the
+    # classifiers below leave it out.
+    license="MIT",
+    license_expression="MIT",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Education",
+        "Intended Audience :: Science/Research",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Education",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     python_requires=">=3.10",
-    packages=find_packages(include=["minibert", "minibert.*"]),
+    # The repository's docs/ ships inside the wheel as minibert/docs: `minibert exercises course` puts each
+    # exercise's derivation page (docs/backward/*.md, docs/pretraining.md) into the course it writes.
+    packages=find_packages(include=["minibert", "minibert.*"]) + ["minibert.docs"],
+    package_dir={"minibert.docs": "docs"},
+    package_data={"minibert.docs": ["*.md", "backward/*.md", "images/*.png"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
@@ -41,6 +65,7 @@ setup(
         # machines 2.13.0 is a local CPU wheel, any other version pulls a multi-GB CUDA build.
         "test": [
             "minibert[book]",  # tests/test_book.py builds the book and opens it in Chromium
+            "build>=1",  # tests/test_packaging.py: the wheel builds and installs into a fresh venv
             "pytest-xdist>=3",
             "hypothesis>=6",
             "torch==2.13.0",

@@ -123,7 +123,8 @@ def main(argv=None):
             return _exercises(args)
         elif args.command == "trace":
             return _trace(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
+            FloatingPointError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

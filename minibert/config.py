@@ -38,7 +38,7 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     tie_word_embeddings: bool = True    # the MLM decoder reuses the word embeddings (BERT does)
-    num_labels: int = 2                 # classes of a fine-tuning head (minibert.heads)
+    num_labels: int = 2                 # classes of a fine-tuning head (minibert.models.heads)
     classifier_dropout: Optional[float] = None  # dropout before a classification head; None: hidden_dropout_prob
     is_decoder: bool = False            # True: causal self-attention (query i sees keys j <= i), as transformers'
                                         # is_decoder; not BERT, which is bidirectional (lesson 07c's experiment)

@@ -1,5 +1,10 @@
 """Shared test helpers: small configs, non-trivial parameters, batches with padding and labels,
-and the transformers oracle."""
+and the transformers oracle; and the rule that a test leaves no temporary directory of minibert behind."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,3 +117,35 @@ def check_sampled_gradients(cfg, dropout):
         names.append(name)
     assert len(names) == len(model.grad_state_dict())
     return names
+
+
+# -- temporary directories ------------------------------------------------------------------------------
+# A lesson, a trace or a test that makes a temporary directory removes it (one test run, one book build and
+# one notebook run once left 39 minibert-* directories in /tmp).  The session gets a temporary directory of
+# its own (TMPDIR, so the processes the tests start -- notebook kernels, the CLI -- use it too, and other
+# runs on the same machine cannot disturb the check); after every test, no new minibert-* entry may remain.
+
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="minibert-test-session-"))
+os.environ["TMPDIR"] = str(SESSION_TMP)
+tempfile.tempdir = str(SESSION_TMP)
+
+
+def minibert_temp_entries(directory=None):
+    """The names in ``directory`` (default: the temporary directory) that minibert's code makes."""
+    directory = Path(directory or tempfile.gettempdir())
+    return {p.name for p in directory.iterdir() if p.name.startswith("minibert-")}
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_temporary_directory():
+    before = minibert_temp_entries()
+    yield
+    left = sorted(minibert_temp_entries() - before)
+    for name in left:  # removed, so one leak fails one test rather than every test after it
+        shutil.rmtree(SESSION_TMP / name, ignore_errors=True)
+    assert not left, (f"the test left {left} in the temporary directory: whatever makes a temporary directory "
+                      "(a lesson, a trace, the library) must remove it")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)

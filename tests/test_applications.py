@@ -13,7 +13,7 @@ import pytest
 
 import minibert
 from conftest import small_config
-from minibert.data.corpus import load_default_corpus
+from minibert.data.cpython_docs import load_default_corpus
 from minibert.layers.cross_entropy import IGNORE_INDEX
 from minibert.optim import AdamW
 from minibert.training import applications as ap

@@ -1,5 +1,6 @@
-"""minibert.data.corpus: the CPython-documentation corpus (built once here, in a temporary cache), the text
-format of google-research/bert, the cleaning rules and the synthetic language."""
+"""minibert.data's corpora: the CPython-documentation corpus (``cpython_docs``, built once here, in a temporary
+cache), the text format of google-research/bert (``corpus``), the cleaning rules (``cleaning``) and the synthetic
+language (``synthetic``)."""
 import collections
 import json
 import os
@@ -8,9 +9,11 @@ import time
 
 import pytest
 
-from minibert.data import corpus as corpora
-from minibert.data.corpus import (Corpus, clean_documentation, load_default_corpus, read_text_corpus, split_sentences,
-                             synthetic_corpus, synthetic_vocabulary, write_text_corpus)
+from minibert.data import cpython_docs, synthetic
+from minibert.data.cleaning import clean_documentation, split_sentences
+from minibert.data.corpus import Corpus, read_text_corpus, write_text_corpus
+from minibert.data.cpython_docs import load_default_corpus
+from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 
 
 # -- the default corpus ---------------------------------------------------------------------------
@@ -54,13 +57,13 @@ def test_train_and_heldout_are_disjoint_by_document(built):
     assert not {tuple(d) for d in corpus.train} & {tuple(d) for d in corpus.heldout}
     assert 0.02 < len(corpus.heldout) / corpus.num_documents < 0.10         # ~5% held out
     # the split is a function of the title alone (hashlib, not the per-process salted hash())
-    assert all(corpora._is_heldout(t) for t in corpus.heldout_titles)
-    assert not any(corpora._is_heldout(t) for t in corpus.train_titles)
+    assert all(cpython_docs._is_heldout(t) for t in corpus.heldout_titles)
+    assert not any(cpython_docs._is_heldout(t) for t in corpus.train_titles)
 
 
 def test_default_corpus_build_is_deterministic(built):
     corpus, _, _ = built
-    again = corpora.build_default_corpus()
+    again = cpython_docs.build_default_corpus()
     assert again.train == corpus.train and again.heldout == corpus.heldout
     assert again.train_titles == corpus.train_titles and again.heldout_titles == corpus.heldout_titles
 
@@ -75,7 +78,7 @@ def test_cache_round_trip_reads_plain_text_and_json(built, monkeypatch):
 
     def no_build():
         raise AssertionError("the cached corpus should have been read, not rebuilt")
-    monkeypatch.setattr(corpora, "build_default_corpus", no_build)
+    monkeypatch.setattr(cpython_docs, "build_default_corpus", no_build)
     start = time.perf_counter()
     cached = load_default_corpus(cache_dir=cache_dir)
     assert time.perf_counter() - start < 5
@@ -86,9 +89,9 @@ def test_cache_round_trip_reads_plain_text_and_json(built, monkeypatch):
 
 def test_cache_dir_comes_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIBERT_CACHE", str(tmp_path))
-    assert corpora.default_cache_dir() == str(tmp_path)
+    assert cpython_docs.default_cache_dir() == str(tmp_path)
     monkeypatch.delenv("MINIBERT_CACHE")
-    assert corpora.default_cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "minibert")
+    assert cpython_docs.default_cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "minibert")
 
 
 def test_repr_reports_documents_sentences_and_characters():
@@ -114,6 +117,14 @@ def test_read_text_corpus_tolerates_extra_blank_lines_and_spaces(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text("\n\n  One.  \nTwo.\n\n\n\n\tThree.\n   \n")
     assert read_text_corpus(path) == [["One.", "Two."], ["Three."]]
+
+
+def test_read_text_corpus_splits_lines_as_open_does_and_drops_a_byte_order_mark(tmp_path):
+    """Windows line ends and a UTF-8 BOM (Notepad writes one) read as plain lines; a form feed or a
+    U+2028 inside a sentence (str.splitlines() would cut there) stays in it, as write_text_corpus wrote it."""
+    path = tmp_path / "c.txt"
+    path.write_bytes("\ufeffOne.\r\nTwo.\r\n\r\nThree\x0cfour\u2028five.\rSix.\n".encode("utf-8"))
+    assert read_text_corpus(path) == [["One.", "Two."], ["Three\x0cfour\u2028five.", "Six."]]
 
 
 def test_read_text_corpus_errors(tmp_path):
@@ -204,21 +215,21 @@ def test_synthetic_corpus_is_seeded():
 def test_synthetic_colour_is_fixed_by_the_next_word_and_not_by_the_left_context():
     docs = synthetic_corpus(300, seed=0, heldout_fraction=0).train
     vocabulary = set(synthetic_vocabulary())
-    colours = set(corpora.SYNTHETIC_ADJECTIVES)
+    colours = set(synthetic.SYNTHETIC_ADJECTIVES)
     for doc in docs:
         words = [re.findall(r"\w+|\.", s) for s in doc]
-        nouns = {w for sentence in words for w in sentence if w in corpora.SYNTHETIC_ADJECTIVE_OF}
-        topics = [t for t, ns in corpora.SYNTHETIC_TOPICS.items() if nouns <= set(ns)]
+        nouns = {w for sentence in words for w in sentence if w in synthetic.SYNTHETIC_ADJECTIVE_OF}
+        topics = [t for t, ns in synthetic.SYNTHETIC_TOPICS.items() if nouns <= set(ns)]
         assert len(topics) == 1                          # a document stays on one topic (NSP signal)
         for sentence in words:
             assert set(sentence) <= vocabulary
             for left, right in zip(sentence, sentence[1:]):
                 if left in colours:                     # the word to the right decides the colour
-                    assert corpora.SYNTHETIC_ADJECTIVE_OF[right] == left
+                    assert synthetic.SYNTHETIC_ADJECTIVE_OF[right] == left
     # within every topic each colour belongs to the same number of nouns: the topic (left context)
     # carries no information about the colour
-    for nouns in corpora.SYNTHETIC_TOPICS.values():
-        counts = collections.Counter(corpora.SYNTHETIC_ADJECTIVE_OF[n] for n in nouns)
+    for nouns in synthetic.SYNTHETIC_TOPICS.values():
+        counts = collections.Counter(synthetic.SYNTHETIC_ADJECTIVE_OF[n] for n in nouns)
         assert set(counts.values()) == {len(nouns) // len(colours)}
 
 

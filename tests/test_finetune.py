@@ -9,7 +9,7 @@ import pytest
 import minibert
 from conftest import small_config
 from minibert.training import finetune as ft
-from minibert.data.corpus import SYNTHETIC_TOPICS, synthetic_corpus, synthetic_vocabulary
+from minibert.data.synthetic import SYNTHETIC_TOPICS, synthetic_corpus, synthetic_vocabulary
 from minibert.training.inference import attention_maps, cosine_similarity, fill_mask, mean_pool, sentence_embeddings
 
 TOPICS = ("kitchen", "farm", "sea", "space")

@@ -1,9 +1,9 @@
-"""minibert.data.pretraining: google-research/bert's instance creation, the batch arrays and the dataset.
+"""minibert.data.pretraining and .dataset: google-research/bert's instance creation, the batch arrays, the dataset.
 
 Proportions are checked statistically, with a tolerance of 5 binomial standard deviations computed from
 the number of trials n (a false alarm has probability < 1e-6); invariants are checked exactly.
 The tokenizer is a stub (whitespace/punctuation split and a vocab dict), so these tests depend on no other
-minibert module than corpus.py for the synthetic text.
+minibert module than synthetic.py for the synthetic text.
 """
 import json
 import math
@@ -13,11 +13,12 @@ import re
 import numpy as np
 import pytest
 
-from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
-from minibert.data.pretraining import (CLS, IGNORE_INDEX, MASK, PAD, SEP, PretrainingDataset,
-                                       create_instances_from_document, create_masked_lm_predictions,
+from minibert.data.dataset import PretrainingDataset
+from minibert.data.pretraining import (CLS, IGNORE_INDEX, MASK, PAD, SEP, create_instances_from_document,
+                                       create_masked_lm_predictions,
                                        create_training_instances, instances_to_arrays, truncate_seq_pair,
                                        vocab_words_for_replacement)
+from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 
 SPECIALS = [PAD, "[UNK]", CLS, SEP, MASK]
 

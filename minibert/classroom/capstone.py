@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import backend
 from ..config import BertConfig
-from ..data.corpus import synthetic_corpus, synthetic_vocabulary
+from ..data.synthetic import synthetic_corpus, synthetic_vocabulary
 from ..data.pretraining import create_training_instances, instances_to_arrays
 from ..data.tokenizer import SPECIAL_TOKENS, BertTokenizer
 from ..models.bert import BertForPreTraining

@@ -36,7 +36,9 @@ from .exercises import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, 
                         parse_regions, source_path, source_text)
 from .grader import grade_module, item_scores, items, points
 
-DOCS_DIR = Path(__file__).resolve().parent.parent.parent / "docs"
+# docs/ of the repository; an installed wheel holds it as minibert/docs (setup.py)
+DOCS_DIR = next((d for d in (Path(__file__).resolve().parents[1] / "docs", Path(__file__).resolve().parents[2] / "docs")
+                 if d.is_dir()), Path(__file__).resolve().parents[2] / "docs")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 NBGRADER_CONFIG = '''\

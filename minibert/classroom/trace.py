@@ -522,7 +522,7 @@ def untrained_tiny(seed=0, vocab_size=2000, sentences=2500, dtype=np.float32, ve
     ``tiny`` preset: L=2, C=128, A=2, F=512) and a ``vocab_size``-piece WordPiece vocabulary trained on
     the first ``sentences`` sentences of the bundled corpus (about a second), so a trace runs before any
     training.  The model is in eval mode."""
-    from ..data.corpus import load_default_corpus
+    from ..data.cpython_docs import load_default_corpus
     from ..data.tokenizer import BertTokenizer
     from ..data.wordpiece import train_wordpiece
     from ..models.bert import BertForPreTraining

@@ -449,7 +449,7 @@ APPLICATION_TASKS = ("stdlib-code-tags", "stdlib-quoted-qa", "stdlib-same-doc")
 
 def load_application_task(name, corpus=None, test_fraction=0.25):
     """Build one of ``APPLICATION_TASKS`` from ``corpus`` (default: the bundled CPython documentation)."""
-    from ..data.corpus import load_default_corpus
+    from ..data.cpython_docs import load_default_corpus
     if name not in APPLICATION_TASKS:
         raise ValueError(f"task must be one of {APPLICATION_TASKS}, got {name!r}")
     corpus = corpus if corpus is not None else load_default_corpus()

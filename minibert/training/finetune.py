@@ -93,7 +93,7 @@ def stdlib_package_task(corpus=None, packages=STDLIB_PACKAGES, test_fraction=0.2
     moved to the test side until it holds ``test_fraction`` of the package's sentences; the rest
     train.  Deterministic: the same Python gives the same split on every machine.
     """
-    from ..data.corpus import load_default_corpus
+    from ..data.cpython_docs import load_default_corpus
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     corpus = corpus if corpus is not None else load_default_corpus()

@@ -98,7 +98,7 @@ def attention_maps(model, tokenizer, text, text_pair=None):
 
     Returns ``(tokens, probs)``: the T word pieces (``[CLS]`` ... ``[SEP]``) and a (L, A, T, T) array,
     ``probs[l, a, i, j]`` = how much query token i attends to key token j in head a of layer l (each
-    row sums to 1).  ``minibert.plots.plot_attention(probs[l, a], tokens)`` draws one head.
+    row sums to 1).  ``minibert.training.plots.plot_attention(probs[l, a], tokens)`` draws one head.
     """
     encoder = _encoder(model)
     enc = tokenizer(text, text_pair, return_tensors="np")  # (1, T)

@@ -103,6 +103,9 @@ class PretrainConfig(RunConfig):
         if self.nproc * self.grad_accum > self.batch_size:
             raise ValueError(f"nproc x grad_accum ({self.nproc} x {self.grad_accum}) must be at most batch_size "
                              f"({self.batch_size}): every process trains on at least one sequence")
+        if self.corpus not in ("default", "synthetic") and os.path.isdir(self.corpus):
+            raise IsADirectoryError(f"--corpus {self.corpus!r} is a directory: use 'default', 'synthetic', or a "
+                                    "text file (one sentence per line, a blank line between documents)")
         if self.corpus not in ("default", "synthetic") and not os.path.isfile(self.corpus):
             raise FileNotFoundError(f"corpus file not found: {self.corpus!r} "
                                     "(use 'default', 'synthetic', or a text file: one sentence per line, "
@@ -124,14 +127,16 @@ class PretrainConfig(RunConfig):
 # -- data ------------------------------------------------------------------------------------------
 def load_corpus(name, seed=0, verbose=True):
     """-> (train documents, held-out documents); a document is a list of sentences."""
-    from ..data import corpus as corpora
+    from ..data.corpus import read_text_corpus
+    from ..data.cpython_docs import load_default_corpus
+    from ..data.synthetic import synthetic_corpus
     if name == "default":
-        c = corpora.load_default_corpus(verbose=verbose)
+        c = load_default_corpus(verbose=verbose)
         return c.train, c.heldout
     if name == "synthetic":
-        c = corpora.synthetic_corpus(num_docs=400, seed=seed)
+        c = synthetic_corpus(num_docs=400, seed=seed)
         return c.train, c.heldout
-    docs = corpora.read_text_corpus(name)
+    docs = read_text_corpus(name)
     docs = docs.train + docs.heldout if hasattr(docs, "train") else docs
     if len(docs) < 2:
         raise ValueError(f"corpus {name!r} has {len(docs)} document(s); NSP needs at least 2 "
@@ -194,7 +199,7 @@ class SequenceLengthWarmup:
 
 def pretraining_data(cfg, train_docs, tokenizer):
     """The training stream of ``cfg``: full-length batches, after ``cfg.short_seq_steps`` short ones."""
-    from ..data.pretraining import PretrainingDataset
+    from ..data.dataset import PretrainingDataset
     full = PretrainingDataset(train_docs, tokenizer, max_seq_length=cfg.max_seq_length,
                               batch_size=cfg.batch_size, seed=cfg.seed)
     short = None
@@ -210,7 +215,7 @@ def pretraining_data(cfg, train_docs, tokenizer):
 def heldout_batches(cfg, tokenizer, heldout_docs):
     """The fixed held-out set of a run: the first ``cfg.eval_batches`` batches of the held-out documents,
     masked once (static masking, seed ``cfg.seed + 1``), the same at every evaluation."""
-    from ..data.pretraining import PretrainingDataset
+    from ..data.dataset import PretrainingDataset
     heldout = PretrainingDataset(heldout_docs, tokenizer, max_seq_length=cfg.max_seq_length,
                                  batch_size=cfg.batch_size, seed=cfg.seed + 1, dynamic_masking=False,
                                  drop_last=False)
@@ -276,12 +281,12 @@ def pretrain(cfg: PretrainConfig):
         backend.set_backend(cfg.backend)
     if cfg.debug:
         backend.set_debug(True)
-    os.makedirs(cfg.out, exist_ok=True)
     log = print if cfg.verbose else (lambda *a, **k: None)
     log(f"minibert pretrain: preset={cfg.preset} corpus={cfg.corpus} engine={cfg.engine} "
         + (f"nproc={cfg.nproc} device={cfg.device}" if torch_engine else f"backend={backend.get_backend()}")
         + f" out={cfg.out}")
     train_docs, heldout_docs = load_corpus(cfg.corpus, cfg.seed, cfg.verbose)
+    os.makedirs(cfg.out, exist_ok=True)  # after the corpus is read: a bad one leaves no empty OUT behind
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
     if torch_engine and cfg.nproc > 1 and not torch_engine.is_worker():  # the vocabulary is on disk: start
         return torch_engine.launch(cfg)  # the ranks, each of which runs this function as a worker

@@ -56,7 +56,8 @@
 # | `minibert/models/bert.py` | `BertModel`, `BertForPreTraining`: the layers assembled, with `params`/`grads` dicts |
 # | `minibert/gradcheck.py` | centered-difference gradient checks, `rel_error` |
 # | `minibert/data/tokenizer.py`, `wordpiece.py` | BERT's tokenizer, and WordPiece vocabulary training |
-# | `minibert/data/corpus.py`, `pretraining.py` | corpora, and MLM/NSP training instances |
+# | `minibert/data/corpus.py`, `cpython_docs.py`, `synthetic.py` | what a corpus is, and the two that ship |
+# | `minibert/data/pretraining.py`, `dataset.py` | MLM/NSP training instances, and their mini-batches |
 # | `minibert/optim.py`, `training/pretrain.py` | AdamW, the schedule, the training loop (`minibert pretrain`) |
 # | `minibert/kernels/` | numba twins of the hot layers, tested against the references |
 # | `minibert/classroom/exercises.py`, `attention_ninja.py` | the classroom exercises (the marked regions of `layers/`, plus a backprop-ninja pass) and their grader |

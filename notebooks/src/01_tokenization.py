@@ -23,10 +23,11 @@ import matplotlib.pyplot as plt
 
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
-from minibert.data.corpus import load_default_corpus
+from minibert.data.cpython_docs import load_default_corpus
 from minibert.data.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 
-workdir = tempfile.mkdtemp(prefix="minibert-lesson01-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson01-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Stage 1: BasicTokenizer

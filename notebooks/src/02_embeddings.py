@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
-from minibert.data.corpus import synthetic_vocabulary
+from minibert.data.synthetic import synthetic_vocabulary
 from minibert.gradcheck import check_layer, report_line
 
 minibert.set_backend("numpy")
@@ -168,7 +168,8 @@ print("[PAD] row (id 0) of the word table:", np.abs(bert.grads["embeddings.word_
 # the norm grows like $\sqrt{n}$. Unused rows get exactly zero.
 
 # %%
-workdir = tempfile.mkdtemp(prefix="minibert-lesson02-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson02-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 vocab_file = os.path.join(workdir, "vocab.txt")
 with open(vocab_file, "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")

@@ -72,7 +72,8 @@ for D in (4, 64, 256):
 # %%
 sentences = ["the cat sat on the mat because the cat was tired .", "it slept on the mat ."]
 words = sorted({w for s in sentences for w in s.split()})
-workdir = tempfile.mkdtemp(prefix="minibert-lesson03-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson03-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
 tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))

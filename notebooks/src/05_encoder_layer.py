@@ -27,10 +27,10 @@ import matplotlib.pyplot as plt
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
 from minibert import layers as L
-from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import check_layer, numerical_gradient_at, perturb_parameters, rel_error
 from minibert.models.bert import BertModel
-from minibert.data.pretraining import PretrainingDataset
+from minibert.data.dataset import PretrainingDataset
 
 minibert.set_backend("numpy")
 
@@ -47,8 +47,8 @@ show(BertModel.layer_forward)
 show(BertModel.layer_backward)
 
 # %% [markdown]
-# Read the backward from the top: LN₂, then the FFN branch, then `dh += dsum2` (the residual: `h`
-# went straight into the second sum too), LN₁, the attention branch, and `dx += dsum1` (the first
+# Read the backward from the top: LN₂, then the FFN branch, then `dh = dh + dsum2` (the residual: `h`
+# went straight into the second sum too), LN₁, the attention branch, and `dx = dx + dsum1` (the first
 # residual). Parameter gradients are *accumulated* (`self._acc`) into `model.grads`: a backward adds,
 # and only `zero_grad()` clears. What the forward keeps for the backward is an `EncoderLayerCache`, a
 # `NamedTuple` with one named field per part (`attention`, `attention_dropout`, `attention_norm`, `ffn`,
@@ -95,8 +95,8 @@ for name, p, g in bert.named_parameters():
 print(f"worst parameter rel_error {worst:.1e}  (expect < 1e-7)")
 
 # %% [markdown]
-# The residual matters: drop `dx += dsum1` and the gradient is wrong everywhere. We can see it by
-# subtracting the residual's share from the correct gradient; what is left, the path through
+# The residual matters: drop the `+ dsum1` of `dx = dx + dsum1` and the gradient is wrong everywhere.
+# We can see it by subtracting the residual's share from the correct gradient; what is left, the path through
 # attention alone, is far from the finite differences:
 
 # %%
@@ -117,7 +117,8 @@ print(f"without the residual term: rel_error {numeric:.1e}  (a bug: far above 1e
 # and the norms of each layer's parameter gradients.
 
 # %%
-workdir = tempfile.mkdtemp(prefix="minibert-lesson05-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson05-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")
 tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))
@@ -207,7 +208,7 @@ assert np.isclose(ratio_wide, flows[0.5][0][1] / flows[0.5][5][1])
 # Write your answer in the cell below each question.
 
 # %% [markdown]
-# **Question 1.** Drop the residual term (`dx += dsum1`) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
+# **Question 1.** Drop the residual term (the `+ dsum1` of `dx = dx + dsum1`) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "05-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>

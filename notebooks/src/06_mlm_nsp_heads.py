@@ -34,14 +34,16 @@ import matplotlib.pyplot as plt
 
 import minibert
 from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
-from minibert.data.corpus import synthetic_corpus, synthetic_vocabulary
+from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error, report_line
 from minibert.models.bert import BertForPreTraining
-from minibert.data.pretraining import PretrainingDataset, create_masked_lm_predictions, vocab_words_for_replacement
+from minibert.data.dataset import PretrainingDataset
+from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 
 minibert.set_backend("numpy")
 
-workdir = tempfile.mkdtemp(prefix="minibert-lesson06-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson06-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 with open(os.path.join(workdir, "vocab.txt"), "w") as fh:
     fh.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()) + "\n")
 tok = minibert.BertTokenizer(os.path.join(workdir, "vocab.txt"))

@@ -6,7 +6,7 @@
 # laptop CPU) and look at what it learned: the loss curves, fill-mask before and after, and the
 # attention maps of the trained model.
 #
-# **The corpus** is minibert's synthetic language (`minibert.data.corpus.synthetic_corpus`), made so that
+# **The corpus** is minibert's synthetic language (`minibert.data.synthetic.synthetic_corpus`), made so that
 # the right answers are known: documents about one topic (kitchen, farm, sea, ...), sentences such as
 # *"the red cup holds the blue bowl."*, and every noun always wears the same colour. So a masked
 # **colour** is predictable only from the noun to its *right* (a left-to-right model is stuck at
@@ -27,15 +27,16 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.data.corpus import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, synthetic_corpus
+from minibert.data.synthetic import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, synthetic_corpus
 from minibert.optim import clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import plot_attention, smooth
-from minibert.data.pretraining import PretrainingDataset
+from minibert.data.dataset import PretrainingDataset
 from minibert.training.inference import fill_mask
 from minibert.training.pretrain import evaluate
 
 minibert.set_backend("numpy")  # the readable references; set_backend("numba") is ~2x faster after compiling
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Data: corpus → vocabulary → batches

@@ -35,14 +35,15 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import synthetic_corpus
+from minibert.data.synthetic import synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 from minibert.layers.adamw import adamw_update
 from minibert.optim import AdamW, clip_grad_norm, linear_warmup_decay, no_weight_decay
 from minibert.training.plots import smooth
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07b-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07b-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Implement

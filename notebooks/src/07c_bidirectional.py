@@ -40,7 +40,7 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import SYNTHETIC_ADJECTIVE_OF, SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, \
+from minibert.data.synthetic import SYNTHETIC_ADJECTIVE_OF, SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, \
     synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 from minibert.layers.softmax import attention_mask_to_additive
@@ -49,7 +49,8 @@ from minibert.optim import clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import plot_attention, smooth
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07c-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07c-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Implement

@@ -36,7 +36,7 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import synthetic_corpus
+from minibert.data.synthetic import synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
 from minibert.gradcheck import rel_error
 from minibert.layers.attention import attention_forward
@@ -49,7 +49,8 @@ from minibert.optim import AdamW, clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import smooth
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-lesson07d-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson07d-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 
 # %% [markdown]
 # ## Implement: the two orders side by side

@@ -199,9 +199,11 @@ for k in (0, 3, 4):
 
 # %%
 pretrained_dir = None   # e.g. "../runs/pretrain" after `minibert pretrain`
-workdir = tempfile.mkdtemp(prefix="minibert-lesson08-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson08-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 if pretrained_dir is None:
-    from minibert.data.corpus import load_default_corpus, write_text_corpus
+    from minibert.data.corpus import write_text_corpus
+    from minibert.data.cpython_docs import load_default_corpus
     from minibert.training.pretrain import PretrainConfig, pretrain
     corpus = load_default_corpus()
     docs = [doc for doc, title in zip(corpus.train + corpus.heldout, corpus.train_titles + corpus.heldout_titles)

@@ -25,13 +25,14 @@ import numpy as np
 
 import minibert
 from minibert.classroom.lessons import show
-from minibert.data.corpus import load_default_corpus
+from minibert.data.cpython_docs import load_default_corpus
 from minibert.training import applications as ap
 from minibert.training import finetune as ft
 from minibert.training.pretrain import build_vocab
 
 minibert.set_backend("numpy")
-workdir = tempfile.mkdtemp(prefix="minibert-08b-")
+workdir_tmp = tempfile.TemporaryDirectory(prefix="minibert-lesson08b-")  # removed when the kernel stops
+workdir = workdir_tmp.name
 corpus = load_default_corpus()
 tasks = {name: ap.load_application_task(name, corpus) for name in ap.APPLICATION_TASKS}
 for task in tasks.values():

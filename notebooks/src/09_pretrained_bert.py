@@ -198,7 +198,7 @@ np.testing.assert_allclose(cls_emb, model(**tok(pairs, padding=True, return_tens
 # answer questions with the nearest sentences. The questions share few or no words with the answers.
 
 # %%
-from minibert.data.corpus import load_default_corpus
+from minibert.data.cpython_docs import load_default_corpus
 
 corpus = load_default_corpus()
 by_title = dict(zip(corpus.train_titles + corpus.heldout_titles, corpus.train + corpus.heldout))

@@ -40,7 +40,8 @@ from minibert.training import loop, torch_engine
 from minibert.training.pretrain import PretrainConfig, build_vocab, load_corpus, pretraining_data
 
 torch.set_num_threads(1)
-tmp = tempfile.mkdtemp()
+tmp_dir = tempfile.TemporaryDirectory(prefix="minibert-lesson10-")  # removed when the kernel stops
+tmp = tmp_dir.name
 cfg = PretrainConfig(out=tmp, corpus="synthetic", batch_size=8, max_seq_length=32, vocab_size=300,
                      short_seq_fraction=0, warmup_steps=3, max_steps=10, verbose=False)
 docs, _ = load_corpus(cfg.corpus, cfg.seed, verbose=False)
