@@ -27,7 +27,7 @@ from ..data.tokenizer import BertTokenizer
 from ..layers.cross_entropy import IGNORE_INDEX
 
 __all__ = ["TOY_WORDS", "TOY_SOUNDS", "toy_tokenizer", "toy_sentences", "toy_config", "toy_training_batch",
-           "toy_batch_of", "train_toy_bert"]
+           "toy_batch_of", "train_toy_bert", "check_by_hand"]
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ANIMALS, SOUNDS = ["cat", "dog", "cow"], ["meows", "barks", "moos"]
@@ -149,3 +149,20 @@ def train_toy_bert(seed=0, steps=400, lr=2e-2, batch_size=32, verbose=False):
     finally:
         backend.set_backend(before)
     return model.eval(), tok, history
+
+
+def check_by_hand(what, mine, truth, hint, rtol=1e-6):
+    """Lesson 11's check of a number a student computed by hand: prints "right" when ``mine`` equals
+    ``truth`` (the model's, from the step-through) to ``rtol`` relative to its largest entry; else raises an
+    AssertionError that says what is wrong in words and gives ``hint``.  It never shows ``truth``."""
+    if mine is None or mine is Ellipsis:
+        raise AssertionError(f"{what}: not answered yet (replace the ... with your computation)")
+    mine, truth = np.asarray(mine, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if mine.shape != truth.shape:
+        raise AssertionError(f"{what}: yours has shape {mine.shape}, it should have shape {truth.shape}")
+    if not np.isfinite(mine).all():
+        raise AssertionError(f"{what}: yours holds inf or nan. Hint: {hint}")
+    err = float(np.abs(mine - truth).max() / max(np.abs(truth).max(), 1e-300))
+    if err > rtol:
+        raise AssertionError(f"{what}: not yet, yours differs from the model's (relative error {err:.1e}). Hint: {hint}")
+    print(f"right: your {what} is the model's (relative error {err:.1e}, below {rtol:g})")
