@@ -17,7 +17,8 @@ import pytest
 
 from minibert import backend
 from minibert.classroom.stepthrough import step_through
-from minibert.classroom.toy import TOY_SOUNDS, TOY_WORDS, toy_batch_of, toy_tokenizer, train_toy_bert
+from minibert.classroom.toy import (TOY_SOUNDS, TOY_WORDS, check_by_hand, toy_batch_of, toy_tokenizer,
+                                   train_toy_bert)
 from minibert.config import BertConfig
 from minibert.layers.cross_entropy import IGNORE_INDEX
 from minibert.models.bert import BertForPreTraining
@@ -100,9 +101,12 @@ def test_glue_is_a_step_and_every_step_names_its_source_line_and_derivation(case
             assert 1 <= int(line) <= len(f.readlines()), s.source
         assert s.doc is None or os.path.isfile(os.path.join(ROOT, s.doc)), s.doc
         assert s.formula
-    # the residual's line is the model's residual, the embedding sum's the model's sum
+        assert not s.source.endswith(":1"), s.source  # a line found, not the top of a file
+    # a glue step points at the model's line that does it (if the model's code moves on, at its function)
     for name, text in (("bert.embeddings.sum", "we + te + pe"),
-                       ("bert.encoder.layer.0.attention.output.residual", "a + x")):
+                       ("bert.encoder.layer.0.attention.output.residual", "a + x"),
+                       ("bert.encoder.layer.1.output.residual", "f + h"),
+                       ("bert.encoder.layer.0.attention.self.scores", "q @ k")):
         path, line = walk[name].source.rsplit(":", 1)
         with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             assert text in f.readlines()[int(line) - 1]
@@ -172,3 +176,15 @@ def test_the_toy_language_is_twelve_words_and_its_tokenizer_leaves_no_temporary_
     assert tok.tokenize("the cat now meows .") == ["the", "cat", "now", "meows", "."]
     with pytest.raises(ValueError, match="toy vocabulary"):
         toy_batch_of(tok, "the bird [MASK] .", "sings")
+
+
+def test_a_wrong_answer_by_hand_is_told_wrong_with_a_hint_and_never_the_value(capsys):
+    truth = np.array([0.123456, -1.5, 2.25])
+    check_by_hand("softmax row", truth * (1 + 1e-9), truth, "subtract the max")
+    assert "right" in capsys.readouterr().out
+    for wrong in (truth + 0.01, truth[:2], ...):
+        with pytest.raises(AssertionError) as e:
+            check_by_hand("softmax row", wrong, truth, "subtract the max")
+        message = str(e.value)
+        assert "0.123" not in message and "2.25" not in message and "1.5" not in message
+    assert "Hint: subtract the max" in message or "not answered" in message

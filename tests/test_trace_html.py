@@ -145,3 +145,18 @@ def test_cli_writes_the_page_for_a_saved_model(tmp_path):
     r = subprocess.run([sys.executable, "-m", "minibert", "trace", "--model", str(tmp_path / "toy"), "--html",
                         str(tmp_path), "the cat [MASK] ."], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "is a folder" in r.stderr
+
+
+def test_cli_toy_trains_lesson_11_s_model_and_writes_its_page(tmp_path):
+    out = tmp_path / "toy.html"
+    r = subprocess.run([sys.executable, "-m", "minibert", "trace", "--toy", "--html", str(out), "the cat often [MASK] ."],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "toy BERT" in r.stdout and "34 forward and 34 backward steps" in r.stdout
+    data, _ = embedded(out)
+    decoder = next(s for s in data["steps"] if s["name"] == "cls.predictions.decoder" and s["phase"] == "forward")
+    logits = next(t for t in decoder["tensors"] if t["name"] == "logits")["data"]
+    assert data["words"][int(np.argmax(logits))] == "meows"  # the model's own guess, and the right one
+    r = subprocess.run([sys.executable, "-m", "minibert", "trace", "--toy", "--model", str(tmp_path), "the [MASK] ."],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--toy or --model" in r.stderr

@@ -30,7 +30,8 @@ from typing import Optional
 import numpy as np
 
 from ..layers import cross_entropy, embedding, layernorm, linear, softmax, tanh
-from ..layers.attention import merge_heads, split_heads
+from ..layers.attention import merge_heads, sdpa_backward, sdpa_forward, split_heads
+from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.cross_entropy import IGNORE_INDEX
 from ..layers.gelu import ACTIVATIONS
 
@@ -189,7 +190,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     the vocabulary, id -> piece.  The model is not changed (its ``grads`` neither): the steps compute
     from its ``params`` in its dtype.  The loss is ``mlm_loss + nsp_loss``, as the model's.
     """
-    from ..models.bert import BertForPreTraining
+    from ..models.bert import BertForPreTraining, BertModel
     if not isinstance(model, BertForPreTraining):
         raise TypeError(f"step_through: model must be a BertForPreTraining (MLM and NSP heads), got "
                         f"{type(model).__name__}")
@@ -242,7 +243,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         {"t": "BT", "Pos": "TC", "pe": "BTC"})
     e = we + te + pe  # (B, T, C)
     rec("bert.embeddings.sum", "add", "e = we + te + pe  (pe broadcast over the batch)",
-        _source_line(bert_py, r"we \+ te \+ pe"), _DOC["embedding"], {"we": we, "te": te, "pe": pe}, {"e": e},
+        _source_line(bert_py, r"we \+ te \+ pe", BertModel.forward), _DOC["embedding"], {"we": we, "te": te, "pe": pe}, {"e": e},
         {"we": "BTC", "te": "BTC", "pe": "BTC", "e": "BTC"})
     x, c_eln = layernorm.layernorm_forward(e, E["embeddings.LayerNorm.weight"], E["embeddings.LayerNorm.bias"], eps)
     rec("bert.embeddings.LayerNorm", "layernorm",
@@ -275,7 +276,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         scale = 1.0 / math.sqrt(qh.shape[-1])
         scores = (qh @ kh.transpose(0, 1, 3, 2)) * qh.dtype.type(scale)  # (B, A, T, T)
         rec(name + "attention.self.scores", "matmul", f"S[b, a, i, j] = qh[b, a, i] . kh[b, a, j] / sqrt(D)  (D = {qh.shape[-1]})",
-            _source_line("layers/attention.py", r"scores = \(q @ k"), _DOC["attention"], {"qh": qh, "kh": kh},
+            _source_line("layers/attention.py", r"scores = \(q @ k", sdpa_forward), _DOC["attention"], {"qh": qh, "kh": kh},
             {"S": scores}, {"qh": "BATD", "kh": "BATD", "S": "BATT"})
         probs, _ = softmax.softmax_forward(scores, mask_add)  # (B, A, T, T)
         rec(name + "attention.self.softmax", "softmax",
@@ -284,7 +285,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             {"S": "BATT", "M": "B11T", "P": "BATT"})
         ctx = probs @ vh  # (B, A, T, D)
         rec(name + "attention.self.context", "matmul", "ctx[b, a, i] = sum_j P[b, a, i, j] vh[b, a, j]",
-            _source_line("layers/attention.py", r"ctx = dropped @ v"), _DOC["attention"], {"P": probs, "vh": vh},
+            _source_line("layers/attention.py", r"ctx = dropped @ v", sdpa_forward), _DOC["attention"], {"P": probs, "vh": vh},
             {"ctx": ctx}, {"P": "BATT", "vh": "BATD", "ctx": "BATD"})
         merged = merge_heads(ctx)  # (B, T, C)
         rec(name + "attention.self.merge_heads", "reshape", "ctx[b, a, t, d] -> c[b, t, a*D + d]",
@@ -295,7 +296,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             _DOC["linear"], {"c": merged, "Wo": wo, "bo": bo}, {"a": a}, {"c": "BTC", "Wo": "CC", "bo": "C", "a": "BTC"})
         r1 = a + x  # (B, T, C)
         rec(name + "attention.output.residual", "add", "r = a + x  (the residual: the layer's input added back)",
-            _source_line("layers/encoder_layer.py", r"layernorm_forward\(a \+ x"), _DOC["tied_weights"],
+            _source_line("layers/encoder_layer.py", r"layernorm_forward\(a \+ x", encoder_layer_forward), _DOC["tied_weights"],
             {"a": a, "x": x}, {"r": r1}, {"a": "BTC", "x": "BTC", "r": "BTC"})
         g1, b1n = E[pre + "attention.output.LayerNorm.weight"], E[pre + "attention.output.LayerNorm.bias"]
         h, lc["ln1"] = layernorm.layernorm_forward(r1, g1, b1n, eps)
@@ -317,7 +318,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             {"g": gact, "W2": w2, "b2": bb2}, {"f": f}, {"g": "BTF", "W2": "CF", "b2": "C", "f": "BTC"})
         r2 = f + h  # (B, T, C)
         rec(name + "output.residual", "add", "r = f + h  (the residual around the FFN)",
-            _source_line("layers/encoder_layer.py", r"layernorm_forward\(f \+ h"), _DOC["tied_weights"],
+            _source_line("layers/encoder_layer.py", r"layernorm_forward\(f \+ h", encoder_layer_forward), _DOC["tied_weights"],
             {"f": f, "h": h}, {"r": r2}, {"f": "BTC", "h": "BTC", "r": "BTC"})
         g2, b2n = E[pre + "output.LayerNorm.weight"], E[pre + "output.LayerNorm.bias"]
         x, lc["ln2"] = layernorm.layernorm_forward(r2, g2, b2n, eps)
@@ -331,7 +332,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
 
     cls = hidden[:, 0]  # (B, C)
     rec("bert.pooler.cls_slice", "slice", "xc[b] = x[b, 0]  (the [CLS] position of each row)",
-        _source_line(bert_py, r"x\[:, 0\]"), _DOC["tanh_pooler"], {"x": hidden}, {"xc": cls}, {"x": "BTC", "xc": "BC"})
+        _source_line(bert_py, r"x\[:, 0\]", BertModel.forward), _DOC["tanh_pooler"], {"x": hidden}, {"xc": cls}, {"x": "BTC", "xc": "BC"})
     wp, bp = E["pooler.dense.weight"], E["pooler.dense.bias"]
     hp, c_pd = linear.linear_forward(cls, wp, bp)  # (B, C)
     rec("bert.pooler.dense", "linear", "z = xc Wp^T + bp", _source_of(linear.linear_forward), _DOC["linear"],
@@ -385,7 +386,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             {"nsp": "BK", "labels": "B", "nsp_loss": ""})
     loss = mlm_loss + (nsp_loss if nsp_loss is not None else 0)
     rec("loss", "add", "loss = mlm_loss + nsp_loss" if nsp_loss is not None else "loss = mlm_loss",
-        _source_line(bert_py, r"loss = sum\(losses\)"), None,
+        _source_line(bert_py, r"loss = sum\(losses\)", BertForPreTraining.forward), None,
         {"mlm_loss": np.asarray(mlm_loss), **({} if nsp_loss is None else {"nsp_loss": np.asarray(nsp_loss)})},
         {"loss": np.asarray(loss)}, {"mlm_loss": "", "nsp_loss": "", "loss": ""})
 
@@ -394,7 +395,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     one = model.dtype.type(1.0)
     dx = np.zeros_like(hidden)  # (B, T, C): d loss / d the encoder's output, filled by both heads
     rec("loss", "add", "d loss / d mlm_loss = 1, d loss / d nsp_loss = 1  (a sum passes the gradient on)",
-        _source_line(bert_py, r"def backward\(self, dmlm"), None, {"dloss": np.asarray(one)},
+        _source_line(bert_py, r"def backward\(self, dmlm", BertForPreTraining.backward), None, {"dloss": np.asarray(one)},
         {"dmlm_loss": np.asarray(one), **({} if nsp_loss is None else {"dnsp_loss": np.asarray(one)})},
         {"dloss": "", "dmlm_loss": "", "dnsp_loss": ""})
     dpooled = None
@@ -449,7 +450,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             grads={"bert.pooler.dense.weight": dwp, "bert.pooler.dense.bias": dbp})
         dx[:, 0] += dcls
         rec("bert.pooler.cls_slice", "scatter", "dx[b, 0] += dxc[b]  (the slice's backward: only [CLS] rows)",
-            _source_line(bert_py, r"dx\[:, 0\] \+= dfirst"), _DOC["tanh_pooler"], {"dxc": dcls}, {"dx": dx.copy()},
+            _source_line(bert_py, r"dx\[:, 0\] \+= dfirst", BertModel.backward), _DOC["tanh_pooler"], {"dxc": dcls}, {"dx": dx.copy()},
             {"dxc": "BC", "dx": "BTC"})
 
     for i in reversed(range(c.num_hidden_layers)):
@@ -474,7 +475,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             grads={name + "intermediate.dense.weight": dw1, name + "intermediate.dense.bias": dbb1})
         dh = dh_ffn + dr2
         rec(name + "output.residual", "add", "dh = dh_ffn + dr  (h went into r = f + h twice: through the FFN and straight)",
-            _source_line("layers/encoder_layer.py", r"dh = dh \+ dsum2"), _DOC["tied_weights"],
+            _source_line("layers/encoder_layer.py", r"dh = dh \+ dsum2", encoder_layer_backward), _DOC["tied_weights"],
             {"dh_ffn": dh_ffn, "dr": dr2}, {"dh": dh}, {"dh_ffn": "BTC", "dr": "BTC", "dh": "BTC"})
         dr1, dg1, db1n = layernorm.layernorm_backward(dh, lc["ln1"])
         rec(name + "attention.output.LayerNorm", "layernorm", "dr = rstd * (dn - mean(dn) - n * mean(dn * n)),  dn = dh * g",
@@ -492,7 +493,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         dprobs = dctx @ lc["vh"].transpose(0, 1, 3, 2)  # (B, A, T, T)
         dvh = lc["probs"].transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
         rec(name + "attention.self.context", "matmul", "dP = dctx vh^T;  dvh = P^T dctx",
-            _source_line("layers/attention.py", r"ddropped = dctx @ v"), _DOC["attention"], {"dctx": dctx},
+            _source_line("layers/attention.py", r"ddropped = dctx @ v", sdpa_backward), _DOC["attention"], {"dctx": dctx},
             {"dP": dprobs, "dvh": dvh}, {"dctx": "BATD", "dP": "BATT", "dvh": "BATD"})
         dscores = softmax.softmax_backward(dprobs, lc["probs"])  # (B, A, T, T)
         rec(name + "attention.self.softmax", "softmax",
@@ -503,7 +504,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         dqh = dscaled @ lc["kh"]  # (B, A, T, D)
         dkh = dscaled.transpose(0, 1, 3, 2) @ lc["qh"]  # (B, A, T, D)
         rec(name + "attention.self.scores", "matmul", "dqh = (dS / sqrt(D)) kh;  dkh = (dS / sqrt(D))^T qh",
-            _source_line("layers/attention.py", r"dq = dscores @ k"), _DOC["attention"], {"dS": dscores},
+            _source_line("layers/attention.py", r"dq = dscores @ k", sdpa_backward), _DOC["attention"], {"dS": dscores},
             {"dqh": dqh, "dkh": dkh}, {"dS": "BATT", "dqh": "BATD", "dkh": "BATD"})
         dq, dk, dv = merge_heads(dqh), merge_heads(dkh), merge_heads(dvh)  # (B, T, C) each
         rec(name + "attention.self.split_heads", "reshape", "dq, dk, dv = merge_heads(dqh), merge_heads(dkh), merge_heads(dvh)",
@@ -522,7 +523,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         dx = dx_paths["query"] + dx_paths["key"] + dx_paths["value"] + dr1
         rec(name + "attention.output.residual", "add",
             "dx = dx_q + dx_k + dx_v + dr  (x fed the three projections and the residual: four paths add)",
-            _source_line("layers/encoder_layer.py", r"dx = dx \+ dsum1"), _DOC["tied_weights"],
+            _source_line("layers/encoder_layer.py", r"dx = dx \+ dsum1", encoder_layer_backward), _DOC["tied_weights"],
             {"dx_q": dx_paths["query"], "dx_k": dx_paths["key"], "dx_v": dx_paths["value"], "dr": dr1}, {"dx": dx},
             {"dx_q": "BTC", "dx_k": "BTC", "dx_v": "BTC", "dr": "BTC", "dx": "BTC"})
 
@@ -533,7 +534,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         grads={"bert.embeddings.LayerNorm.weight": dge, "bert.embeddings.LayerNorm.bias": dbe})
     dpe = de.sum(axis=0, keepdims=True)  # (1, T, C)
     rec("bert.embeddings.sum", "add", "dwe = de;  dte = de;  dpe = sum_b de[b]  (pe was broadcast over the batch)",
-        _source_line(bert_py, r"demb.sum\(axis=0"), _DOC["embedding"], {"de": de},
+        _source_line(bert_py, r"demb.sum\(axis=0", BertModel.backward), _DOC["embedding"], {"de": de},
         {"dwe": de, "dte": de, "dpe": dpe}, {"de": "BTC", "dwe": "BTC", "dte": "BTC", "dpe": "BTC"})
     dpos = embedding.embedding_backward(dpe, c_pe)
     rec("bert.embeddings.position_embeddings", "scatter", "dPos[t] += dpe[0, t]", _source_of(embedding.embedding_backward),
@@ -551,7 +552,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     dword = dword_dec + dword_lookup
     rec("bert.embeddings.word_embeddings.weight", "add",
         "dE = dE (decoder's share) + dE (lookup's share)  (E was used twice: the tied weight's gradients add)",
-        _source_line(bert_py, r"owner._acc\(name, dword\)"), _DOC["tied_weights"],
+        _source_line(bert_py, r"owner._acc\(name, dword\)", BertForPreTraining.backward), _DOC["tied_weights"],
         {"dE_decoder": dword_dec, "dE_lookup": dword_lookup}, {"dE": dword},
         {"dE_decoder": "VC", "dE_lookup": "VC", "dE": "VC"}, grads={"bert.embeddings.word_embeddings.weight": dword})
 
