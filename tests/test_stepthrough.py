@@ -99,7 +99,7 @@ def test_glue_is_a_step_and_every_step_names_its_source_line_and_derivation(case
         path, line = s.source.rsplit(":", 1)
         with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             assert 1 <= int(line) <= len(f.readlines()), s.source
-        assert s.doc is None or os.path.isfile(os.path.join(ROOT, s.doc)), s.doc
+        assert s.doc and os.path.isfile(os.path.join(ROOT, s.doc)), (s.name, s.doc)  # every step links a derivation
         assert s.formula
         assert not s.source.endswith(":1"), s.source  # a line found, not the top of a file
     # a glue step points at the model's line that does it (if the model's code moves on, at its function)

@@ -70,7 +70,7 @@ class OpStep:
     ``axes``     {tensor name: its axes, e.g. "BTC", "BATT", "PV"} (for labels: T is a token, V a word)
     ``grads``    backward: {parameter name: the gradient this step gives it}
     ``source``   ``minibert/layers/softmax.py:14``: the code of minibert that runs this operation
-    ``doc``      ``docs/backward/softmax.md``: the derivation of its backward (None for a pure re-indexing)
+    ``doc``      ``docs/backward/softmax.md``: the derivation of its backward (or of the operation it is part of)
     """
     index: int
     phase: str
@@ -271,7 +271,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
         qh, kh, vh = (split_heads(projections[k], A) for k in "qkv")  # (B, A, T, D) each
         rec(name + "attention.self.split_heads", "reshape",
             "q[b, t, a*D + d] -> qh[b, a, t, d]  (the same for k and v: a reshape and a transpose)",
-            _source_of(split_heads), None, projections, {"qh": qh, "kh": kh, "vh": vh},
+            _source_of(split_heads), _DOC["attention"], projections, {"qh": qh, "kh": kh, "vh": vh},
             {"q": "BTC", "k": "BTC", "v": "BTC", "qh": "BATD", "kh": "BATD", "vh": "BATD"})
         scale = 1.0 / math.sqrt(qh.shape[-1])
         scores = (qh @ kh.transpose(0, 1, 3, 2)) * qh.dtype.type(scale)  # (B, A, T, T)
@@ -289,7 +289,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             {"ctx": ctx}, {"P": "BATT", "vh": "BATD", "ctx": "BATD"})
         merged = merge_heads(ctx)  # (B, T, C)
         rec(name + "attention.self.merge_heads", "reshape", "ctx[b, a, t, d] -> c[b, t, a*D + d]",
-            _source_of(merge_heads), None, {"ctx": ctx}, {"c": merged}, {"ctx": "BATD", "c": "BTC"})
+            _source_of(merge_heads), _DOC["attention"], {"ctx": ctx}, {"c": merged}, {"ctx": "BATD", "c": "BTC"})
         wo, bo = E[pre + "attention.output.dense.weight"], E[pre + "attention.output.dense.bias"]
         a, lc["output"] = linear.linear_forward(merged, wo, bo)  # (B, T, C)
         rec(name + "attention.output.dense", "linear", "a = c Wo^T + bo", _source_of(linear.linear_forward),
@@ -345,7 +345,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     rec("cls.predictions.gather", "gather",
         "xm[p] = x[b_p, t_p]  (the rows of the masked positions; flat index b*T + t: "
         + ", ".join(str(int(p)) for p in positions[:8]) + ("..." if positions.size > 8 else "") + ")",
-        _source_line(bert_py, r"reshape\(-1, C\)\[", fallback=BertForPreTraining.forward), None,
+        _source_line(bert_py, r"reshape\(-1, C\)\[", fallback=BertForPreTraining.forward), _DOC["cross_entropy"],
         {"x": hidden, "positions": positions}, {"xm": hm}, {"x": "BTC", "positions": "P", "xm": "PC"})
     wt, bt = P["cls.predictions.transform.dense.weight"], P["cls.predictions.transform.dense.bias"]
     ht, c_td = linear.linear_forward(hm, wt, bt)  # (P, C)
@@ -386,7 +386,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             {"nsp": "BK", "labels": "B", "nsp_loss": ""})
     loss = mlm_loss + (nsp_loss if nsp_loss is not None else 0)
     rec("loss", "add", "loss = mlm_loss + nsp_loss" if nsp_loss is not None else "loss = mlm_loss",
-        _source_line(bert_py, r"loss = sum\(losses\)", BertForPreTraining.forward), None,
+        _source_line(bert_py, r"loss = sum\(losses\)", BertForPreTraining.forward), _DOC["cross_entropy"],
         {"mlm_loss": np.asarray(mlm_loss), **({} if nsp_loss is None else {"nsp_loss": np.asarray(nsp_loss)})},
         {"loss": np.asarray(loss)}, {"mlm_loss": "", "nsp_loss": "", "loss": ""})
 
@@ -395,7 +395,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     one = model.dtype.type(1.0)
     dx = np.zeros_like(hidden)  # (B, T, C): d loss / d the encoder's output, filled by both heads
     rec("loss", "add", "d loss / d mlm_loss = 1, d loss / d nsp_loss = 1  (a sum passes the gradient on)",
-        _source_line(bert_py, r"def backward\(self, dmlm", BertForPreTraining.backward), None, {"dloss": np.asarray(one)},
+        _source_line(bert_py, r"def backward\(self, dmlm", BertForPreTraining.backward), _DOC["cross_entropy"], {"dloss": np.asarray(one)},
         {"dmlm_loss": np.asarray(one), **({} if nsp_loss is None else {"dnsp_loss": np.asarray(one)})},
         {"dloss": "", "dmlm_loss": "", "dnsp_loss": ""})
     dpooled = None
@@ -436,7 +436,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     dx.reshape(B * T, C)[positions] += dhm  # the positions are distinct
     rec("cls.predictions.gather", "scatter",
         "dx[b_p, t_p] += dxm[p]  (the gather's backward: every other row of dx gets nothing from the MLM head)",
-        _source_line(bert_py, r"dx\[cache.picked\]", fallback=BertForPreTraining.backward), None,
+        _source_line(bert_py, r"dx\[cache.picked\]", fallback=BertForPreTraining.backward), _DOC["cross_entropy"],
         {"dxm": dhm}, {"dx": dx.copy()}, {"dxm": "PC", "dx": "BTC"})
     if dpooled is not None:
         dhp = tanh.tanh_backward(dpooled, c_pt)  # (B, C)
@@ -489,7 +489,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             grads={name + "attention.output.dense.weight": dwo, name + "attention.output.dense.bias": dbo})
         dctx = split_heads(dmerged, A)
         rec(name + "attention.self.merge_heads", "reshape", "dctx = split_heads(dc)  (a permutation's backward is its inverse)",
-            _source_of(split_heads), None, {"dc": dmerged}, {"dctx": dctx}, {"dc": "BTC", "dctx": "BATD"})
+            _source_of(split_heads), _DOC["attention"], {"dc": dmerged}, {"dctx": dctx}, {"dc": "BTC", "dctx": "BATD"})
         dprobs = dctx @ lc["vh"].transpose(0, 1, 3, 2)  # (B, A, T, T)
         dvh = lc["probs"].transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
         rec(name + "attention.self.context", "matmul", "dP = dctx vh^T;  dvh = P^T dctx",
@@ -508,7 +508,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             {"dqh": dqh, "dkh": dkh}, {"dS": "BATT", "dqh": "BATD", "dkh": "BATD"})
         dq, dk, dv = merge_heads(dqh), merge_heads(dkh), merge_heads(dvh)  # (B, T, C) each
         rec(name + "attention.self.split_heads", "reshape", "dq, dk, dv = merge_heads(dqh), merge_heads(dkh), merge_heads(dvh)",
-            _source_of(merge_heads), None, {"dqh": dqh, "dkh": dkh, "dvh": dvh}, {"dq": dq, "dk": dk, "dv": dv},
+            _source_of(merge_heads), _DOC["attention"], {"dqh": dqh, "dkh": dkh, "dvh": dvh}, {"dq": dq, "dk": dk, "dv": dv},
             {"dqh": "BATD", "dkh": "BATD", "dvh": "BATD", "dq": "BTC", "dk": "BTC", "dv": "BTC"})
         dx_paths = {}
         for short, letter, d in (("query", "q", dq), ("key", "k", dk), ("value", "v", dv)):
