@@ -16,7 +16,9 @@ the docs and the lessons already use between each other still points at the righ
   after its title: the notebook file to download, how to run it locally, the derivations it uses;
 * each derivation page ``docs/backward/*.md`` with a box under its title: the code it quotes (the API
   reference page of that module, with its source) and the lessons that use it;
-* ``api/``: one page per module of ``minibert/`` (``::: minibert.layers.linear``, rendered by mkdocstrings).
+* ``api/``: one page per module of ``minibert/`` (``::: minibert.layers.linear``, rendered by mkdocstrings);
+* ``trace/toy.html`` and ``trace/tiny.html``: ``minibert trace --html`` pages (lesson 11's toy BERT, and a
+  pretrained BERT-Tiny: ``tiny_model_dir``), linking to the derivation and API pages of the book.
 
 The lessons are found in ``notebooks/`` (every ``*.ipynb``, in the order of their numbers), the
 derivations in ``docs/backward/`` and the modules in ``minibert/``: a new one appears by itself. The
@@ -293,12 +295,80 @@ def stage(executed):
     lines += [f"* [`{m}`]({m}.md)" for m in mods]
     (api / "index.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
+    # the step-through pages of lesson 11's toy BERT and of BERT-Tiny (minibert trace --html)
+    trace_pages(pages / "trace")
+
     # static assets: our CSS and MathJax config, and MathJax itself
     (pages / "assets" / "book").mkdir(parents=True)
     for f in (BOOK / "assets").iterdir():
         shutil.copy(f, pages / "assets" / "book" / f.name)
     shutil.copytree(mathjax(), pages / "assets" / "book" / "mathjax")
     return pages
+
+
+# the sentences of the book's step-through pages: (text, the answer at its [MASK]: None takes the model's guess)
+TRACE_TOY = ("the cat often [MASK] .", "meows")
+TRACE_TINY = ("the [MASK] statement raises an exception .", None)
+TINY_STEPS = int(os.environ.get("MINIBERT_BOOK_TINY_STEPS", "200"))
+
+
+def tiny_model_dir():
+    """A pretrained BERT-Tiny for the book's page: ``$MINIBERT_BOOK_TINY`` (a ``minibert pretrain`` output,
+    e.g. of the default 3600-step job), else a short pretraining of the tiny preset on the bundled corpus
+    (``MINIBERT_BOOK_TINY_STEPS``, default 200 steps: about a minute on 2 quiet cores, 5 on a busy machine)
+    made once and kept in ``.cache/book/``."""
+    given = os.environ.get("MINIBERT_BOOK_TINY")
+    if given:
+        return Path(given), f"BERT-Tiny pretrained by `minibert pretrain` ({given})"
+    out = STAGE / f"tiny-pretrain-{TINY_STEPS}"
+    what = (f"BERT-Tiny after a short pretraining ({TINY_STEPS} steps of `minibert pretrain`'s tiny preset on the "
+            "bundled corpus; the default job runs 3600)")
+    if not (out / "model" / "model.safetensors").is_file():
+        from minibert.training.pretrain import PretrainConfig, pretrain
+        start = time.perf_counter()
+        pretrain(PretrainConfig(preset="tiny", max_steps=TINY_STEPS, out=str(out)))
+        print(f"pretrained the book's BERT-Tiny ({TINY_STEPS} steps) in {time.perf_counter() - start:.0f} s", flush=True)
+    return out, what
+
+
+def trace_pages(folder):
+    """``folder/toy.html`` (lesson 11's toy BERT, trained in seconds) and ``folder/tiny.html`` (a pretrained
+    BERT-Tiny): ``minibert trace --html`` pages, their links made to point at the book's derivation and API
+    pages."""
+    sys.path.insert(0, str(ROOT))
+    from minibert.classroom.stepthrough import step_through
+    from minibert.classroom.toy import toy_batch_of, train_toy_bert
+    from minibert.classroom.trace import sentence_batch
+    from minibert.classroom.trace_html import write_html
+    from minibert.training.inference import load_pretraining_model
+
+    def doc_href(doc):  # docs/backward/softmax.md -> ../docs/backward/softmax.html
+        return "../" + doc[:-len(".md")] + ".html"
+
+    def source_href(source):  # minibert/layers/softmax.py:14 -> ../api/minibert.layers.softmax.html
+        module = module_of_file(source.rsplit(":", 1)[0])
+        return f"../api/{module}.html" if module else None
+
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, tok, _ = train_toy_bert(seed=0)  # lesson 11's model: the same seed, the same numbers
+    batch = toy_batch_of(tok, *TRACE_TOY)
+    tokens = batch.pop("tokens")
+    words = tok.convert_ids_to_tokens(list(range(model.config.vocab_size)))
+    walk = step_through(model, **batch, tokens=tokens, words=words, sentence=TRACE_TOY[0])
+    write_html(walk, folder / "toy.html", title="minibert trace: lesson 11's toy BERT, " + TRACE_TOY[0],
+               doc_href=doc_href, source_href=source_href)
+    directory, what = tiny_model_dir()
+    model, tok = load_pretraining_model(str(directory))
+    batch = sentence_batch(tok, TRACE_TINY[0], answers=TRACE_TINY[1], model=model)
+    tokens = batch.pop("tokens")
+    words = tok.convert_ids_to_tokens(list(range(model.config.vocab_size)))
+    walk = step_through(model.eval(), **batch, tokens=[tokens], words=words, sentence=TRACE_TINY[0])
+    walk.model_name = what
+    write_html(walk, folder / "tiny.html", title="minibert trace: " + what, doc_href=doc_href,
+               source_href=source_href)
+    print(f"wrote the step-through pages trace/toy.html and trace/tiny.html in {time.perf_counter() - start:.0f} s",
+          flush=True)
 
 
 def mathjax():

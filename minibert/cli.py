@@ -100,6 +100,11 @@ def main(argv=None):
                    "the model makes; 1, 2: the operations inside attention and the FFN; default: all)")
     p.add_argument("--values", type=int, default=3, help="how many values of each output to print")
     p.add_argument("--seed", type=int, default=0, help="the initialisation seed of the model without --model")
+    p.add_argument("--toy", action="store_true", help="trace lesson 11's toy BERT (C=8, 2 heads, 12 words; "
+                   "trained now, a few seconds), e.g. \"the cat often [MASK] .\"")
+    p.add_argument("--html", default=None, metavar="OUT", help="write one self-contained page that steps through "
+                   "every operation (glue included, forward then backward; arrow keys), with each tensor as a "
+                   "heatmap, instead of printing the table")
     p.add_argument("text", help='e.g. "the [MASK] statement raises an exception ."')
     _add_exercises(sub)
     args = parser.parse_args(argv)
@@ -237,7 +242,13 @@ def _trace(args):
         raise ValueError(f"--depth must be 0 or more, got {args.depth}")
     if args.values < 0:
         raise ValueError(f"--values must be 0 or more, got {args.values}")
-    if args.model is None:
+    if args.toy and args.model is not None:
+        raise ValueError("pass --toy or --model, not both")
+    if args.toy:
+        from .classroom.toy import train_toy_bert
+        model, tok, _ = train_toy_bert(seed=args.seed)
+        where = f"lesson 11's toy BERT (seed {args.seed}), trained just now on the toy language"
+    elif args.model is None:
         model, tok = untrained_tiny(seed=args.seed)
         where = f"a freshly initialised BERT-Tiny (seed {args.seed}) and a {len(tok.vocab)}-piece vocabulary " \
                 "trained on the bundled corpus"
@@ -252,6 +263,8 @@ def _trace(args):
     model.eval()
     batch = sentence_batch(tok, args.text, answers=args.answer, text_pair=args.pair, model=model)
     tokens = batch.pop("tokens")
+    if args.html is not None:
+        return _trace_html(args, model, tok, batch, tokens, where)
     steps = trace(model, tokens=tokens, **batch)
     labels = batch["labels"][0]
     answers = ", ".join(f"{tok.convert_ids_to_tokens(int(labels[t]))!r} at {t}" for t in (labels >= 0).nonzero()[0])
@@ -263,6 +276,24 @@ def _trace(args):
     print(f"loss = MLM {float(out.mlm_loss):.4f} + NSP {float(out.nsp_loss):.4f} = {float(out.loss):.4f}; "
           f"{len(steps.forward)} forward and {len(steps.backward)} backward operations\n")
     print(steps.table(depth=args.depth, values=args.values))
+    return 0
+
+
+def _trace_html(args, model, tok, batch, tokens, where):
+    """``minibert trace --html OUT``: the step-through of the batch, as one page."""
+    from pathlib import Path
+
+    from .classroom.stepthrough import step_through
+    from .classroom.trace_html import write_html
+    if Path(args.html).is_dir():
+        raise ValueError(f"--html {args.html!r} is a folder: give the file to write, e.g. {args.html}/trace.html")
+    walk = step_through(model, **batch, tokens=[tokens], sentence=args.text,
+                        words=tok.convert_ids_to_tokens(list(range(model.config.vocab_size))))
+    write_html(walk, args.html)
+    print(f"model: {model!r}\n       {where}")
+    print(f"tokens ({len(tokens)}): {' '.join(tokens)}")
+    print(f"loss = {walk.loss:.4f}; wrote {args.html}: {len(walk.forward)} forward and {len(walk.backward)} backward "
+          "steps (open it in a browser; the arrow keys step through)")
     return 0
 
 

@@ -57,6 +57,12 @@ def test_the_book_builds_and_chromium_finds_every_page_right(site):
     lesson = (site / "notebooks" / "03_attention.html").read_text(encoding="utf-8")
     assert 'href="download/03_attention.ipynb"' in lesson and "jupyter lab notebooks/03_attention.ipynb" in lesson
     assert "../docs/backward/attention.html" in lesson  # the lesson's own link to its derivation, made to work
+    # the step-through pages (minibert trace --html) of lesson 11's toy BERT and of BERT-Tiny, linked from lesson 11;
+    # Chromium opens them with every other page
+    assert 'href="../trace/toy.html"' in (site / "notebooks" / "11_one_sentence.html").read_text(encoding="utf-8")
+    for name in ("toy", "tiny"):
+        page = (site / "trace" / f"{name}.html").read_text(encoding="utf-8")
+        assert '<script type="application/json" id="minibert-trace">' in page and '"phase":"backward"' in page
 
     figures = browser_check.expected_figures_of(site)
     assert sum(figures.values()) >= len(lessons) // 2, f"too few figures in the executed lessons: {figures}"

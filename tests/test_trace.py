@@ -223,3 +223,17 @@ def test_cli_traces_a_saved_model_and_names_bad_input(tmp_path):
     minibert.BertModel(cfg).save_pretrained(tmp_path / "encoder", minibert.BertTokenizer(str(tmp_path / "vocab.txt")))
     r = _cli("--model", str(tmp_path / "encoder"), "the [MASK] sat .")
     assert r.returncode == 2 and "no MLM head" in r.stderr
+
+
+def test_untrained_tiny_leaves_no_temporary_folder_behind():
+    """Issue 26 found 39 ``minibert-trace-*`` folders left in /tmp: the vocabulary's folder is removed."""
+    import os
+    import tempfile
+    from minibert.classroom.trace import untrained_tiny
+
+    def leftovers():
+        return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("minibert-trace-")}
+    before = leftovers()
+    model, tok = untrained_tiny(vocab_size=200, sentences=300)
+    assert leftovers() <= before
+    assert tok.vocab_size <= 200 and tok.tokenize("the") == ["the"]  # the tokenizer works without its file

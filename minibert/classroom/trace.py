@@ -529,8 +529,9 @@ def untrained_tiny(seed=0, vocab_size=2000, sentences=2500, dtype=np.float32, ve
     from ..training.pretrain import PretrainConfig
     corpus = load_default_corpus(verbose=verbose)
     texts = [s for doc in corpus.train for s in doc][:sentences]
-    path = os.path.join(tempfile.mkdtemp(prefix="minibert-trace-"), "vocab.txt")
-    train_wordpiece(texts, vocab_size, out_file=path)
-    tok = BertTokenizer(path)
+    with tempfile.TemporaryDirectory(prefix="minibert-trace-") as folder:  # removed on the way out
+        path = os.path.join(folder, "vocab.txt")
+        train_wordpiece(texts, vocab_size, out_file=path)
+        tok = BertTokenizer(path)  # reads the whole vocabulary now: the file may go
     config = PretrainConfig(preset="tiny").model_config(len(tok.vocab))
     return BertForPreTraining(config, seed=seed, dtype=dtype).eval(), tok

@@ -237,6 +237,90 @@ for ax, (habit, target) in zip(axes, habits.items()):
 fig.tight_layout()
 
 # %% [markdown]
+# ## See: every head of every layer, on one sentence
+#
+# The picture above picked one head per habit. Here are all 6 × 12 heads on one sentence (each map:
+# query token down, key token across, brighter = more weight). Two habits are easy to spot as a bright
+# diagonal just below or just above the main one: a **previous-token** head (each token looks at the one
+# before it) and a **next-token** head. Above each map, the mean weight a token puts on its previous
+# (`p`) and next (`n`) token; a head where one of them passes 0.5 is framed (red: previous, orange: next).
+
+# %%
+tokens, probs = attention_maps(model, tok, "The quick brown fox jumps over the lazy dog near the old river bank.")
+L, A, T = probs.shape[0], probs.shape[1], len(tokens)
+on_previous = (probs * np.eye(T, k=-1)).sum(axis=(-1, -2)) / (T - 1)   # (L, A): mean weight on the token before
+on_next = (probs * np.eye(T, k=1)).sum(axis=(-1, -2)) / (T - 1)        # (L, A): mean weight on the token after
+# one image of all the maps side by side (72 separate plots would take seconds to draw), a gap of 2 between maps
+step = T + 2
+mosaic = np.full((L * step, A * step), np.nan)
+for l in range(L):
+    for a in range(A):
+        mosaic[l * step:l * step + T, a * step:a * step + T] = probs[l, a]
+fig, ax = plt.subplots(figsize=(15, 8.5))
+ax.imshow(mosaic, cmap="viridis", vmin=0, vmax=1)
+for l in range(L):
+    for a in range(A):
+        ax.text(a * step + T / 2, l * step - 0.6, f"p{on_previous[l, a]:.2f} n{on_next[l, a]:.2f}", ha="center",
+                fontsize=6.5)
+        habit = "C3" if on_previous[l, a] > 0.5 else "C1" if on_next[l, a] > 0.5 else None
+        if habit:
+            ax.add_patch(plt.Rectangle((a * step - 1, l * step - 1), T + 1, T + 1, fill=False, color=habit, lw=2.5))
+ax.set_xticks([a * step + T / 2 for a in range(A)], [f"head {a}" for a in range(A)])
+ax.set_yticks([l * step + T / 2 for l in range(L)], [f"layer {l}" for l in range(L)])
+ax.tick_params(length=0)
+fig.suptitle("all-MiniLM-L6-v2: " + " ".join(tokens), fontsize=9)
+fig.tight_layout()
+for name, score in (("previous-token", on_previous), ("next-token", on_next)):
+    heads = [(int(l), int(a), round(float(score[l, a]), 2)) for l, a in zip(*np.nonzero(score > 0.5))]
+    print(f"{name} heads (layer, head, mean weight): {heads}")
+
+# %% [markdown]
+# ## See: one word, two meanings, two vectors
+#
+# A word's *input* embedding is one row of $E$: the same vector in every sentence. What comes out of the
+# encoder depends on the whole sentence, since attention mixed the context in. The demonstration of
+# d2l's BERT chapter, with the real MiniLM: "crane" the bird and "crane" the machine. The cosine of the
+# output vectors of "crane" in two sentences about the bird, about the bird and the machine, and, for
+# scale, of two unrelated words.
+
+# %%
+def word_vector(sentence, word):
+    """The encoder's output (384,) at ``word`` (a single word piece) in ``sentence``."""
+    enc = tok(sentence, return_tensors="np")
+    pieces = tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    return model(**enc).last_hidden_state[0, pieces.index(word)]
+
+
+def cos(u, v):
+    return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+
+bird = word_vector("a crane is flying over the lake", "crane")
+bird_again = word_vector("the crane spread its wings and flew away", "crane")
+machine = word_vector("a crane driver came to the building site", "crane")
+banana = word_vector("she ate a banana for breakfast", "banana")
+engine = word_vector("the engine of the car was loud", "engine")
+E = model.params["embeddings.word_embeddings.weight"]
+crane_id = tok.vocab["crane"]
+pairs = {"input embedding of 'crane',\nany two sentences": cos(E[crane_id], E[crane_id]),
+         "crane (bird) vs\ncrane (bird)": cos(bird, bird_again),
+         "crane (bird) vs\ncrane (machine)": cos(bird, machine),
+         "crane (bird) vs\nbanana": cos(bird, banana),
+         "banana vs\nengine": cos(banana, engine)}
+for name, c in pairs.items():
+    print(f"{name.replace(chr(10), ' '):45s} cos = {c:+.3f}")
+fig, ax = plt.subplots(figsize=(10, 3))
+ax.bar(range(len(pairs)), list(pairs.values()), color=["gray", "C2", "C1", "C0", "C0"])
+ax.set_xticks(range(len(pairs)), list(pairs.keys()), fontsize=8), ax.set_ylabel("cosine"), ax.axhline(0, color="k", lw=0.5)
+fig.tight_layout()
+
+# %% [markdown]
+# The input embedding cannot tell the two cranes apart (cosine 1: it is the same row). The encoder's
+# outputs can: the two birds are closer to each other than the bird is to the machine, while two
+# unrelated words are near 0. The gap is modest, because "crane" is still the same word and this model
+# was trained to make *sentence* vectors, but it is there, and it comes only from the context.
+
+# %% [markdown]
 # ## Questions
 #
 # Write your answer in the cell below each question.

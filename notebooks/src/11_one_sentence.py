@@ -1,252 +1,293 @@
 # %% [markdown]
 # # 11 · One sentence through BERT, one operation at a time
 #
-# Lessons 02–06 built BERT a layer at a time. Here we follow **one real sentence** through all of it:
-# from its word pieces to the masked-LM prediction, and back from the loss to the gradients of the
-# embeddings, stopping at every operation the model runs.
+# Lessons 02–06 built BERT a layer at a time. Here we follow **one sentence** through all of it, from its
+# word pieces to the masked-LM prediction, and back from the loss to the gradient of every weight,
+# stopping at **every** operation: the kernels (linear layers, softmax, LayerNorm, GELU) and the glue
+# between them (the embedding sum, each residual add, the `[CLS]` slice, the gather of the masked rows,
+# the tied decoder, both losses).
 #
-# `minibert.trace(model, input_ids, ..., labels=..., next_sentence_label=...)` runs the model forward and
-# backward once and records every kernel call in order: the ones the model makes (`backend.ops`,
-# depth 0) and the ones inside them (the softmax inside attention, depth 2). Each call's array arguments
-# and results are **copied as they pass**, so what you look at is what the model used, not a
-# recomputation. (For the duration of the trace the readable NumPy references run: the numba twins are
-# fused, so their insides cannot be watched.) The result is an iterator: `next(steps)` gives the next
-# operation, `steps.next_where("softmax")` runs on to the next one whose name holds a text, and
-# `steps.table()` prints them all. The same table from the command line:
-# `minibert trace "the [MASK] statement raises an exception ."`.
+# To check numbers by hand they must fit on a screen, and to mean something the model must have learned
+# something. So we use a BERT with **C = 8** numbers per token, **2 heads** of 4, one layer and a
+# vocabulary of **12 words**, trained for a few seconds on a toy language
+# (`minibert/classroom/toy.py`):
 #
-# The model is a **freshly initialised BERT-Tiny** (L=2, C=128, A=2, F=512) with a 2000-piece WordPiece
-# vocabulary learned in a second from the bundled corpus: no training, so the prediction is a guess, but
-# every shape, mask and gradient path is the real one. (`minibert trace --model runs/tiny/model` does
-# the same for a pretrained model.)
+# > [now | often | loudly] (the | a) (cat | dog | cow) [now | often | loudly] (meows | barks | moos) .
+#
+# A cat meows, a dog barks, a cow moos, and nothing else in the sentence tells which. So a masked sound
+# is decided by the animal and a masked animal by the sound, wherever the optional fillers put them: to
+# predict, the model has to **look** at that one word.
+#
+# `step_through(model, ...)` (`minibert/classroom/stepthrough.py`) runs the model's forward and backward
+# one line per operation, over the model's own parameters, with the NumPy references of `minibert/layers`
+# for the kernels. It is tested to be the model: every output and every gradient equal to 1e-12 in
+# float64 (`tests/test_stepthrough.py`), and we check it again below.
 
 # %%
 import numpy as np
+import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.trace import untrained_tiny
+from minibert.classroom.stepthrough import step_through
+from minibert.classroom.toy import TOY_WORDS, check_by_hand, toy_batch_of, train_toy_bert
+from minibert.training.plots import plot_attention, smooth
 
-model, tok = untrained_tiny(seed=0)  # eval mode: dropout off
+model, tok, history = train_toy_bert(seed=0)  # 400 AdamW steps on batches of 32 sentences, float64
 print(model)
+print("vocabulary:", tok.convert_ids_to_tokens(list(range(len(tok.vocab)))))
+fig, ax = plt.subplots(figsize=(6, 2.6))
+ax.plot(history, alpha=0.3, color="C0"), ax.plot(smooth(history), color="C0")
+ax.axhline(np.log(17) + np.log(2), ls=":", color="gray", label="uniform guess, ln 17 + ln 2")
+ax.set_xlabel("step"), ax.set_ylabel("MLM + NSP loss"), ax.legend()
+fig.tight_layout()
 
 # %% [markdown]
-# ## The batch: two sentences, one of them padded
+# The loss starts at the uniform guess and falls to about 0.1: what is left is the masked filler or
+# determiner, which nothing in the sentence decides. (Every toy sentence is alone, so its NSP label is
+# always 0, "B follows A": the NSP head only learns its bias, but it is there, so the pooler and the NSP
+# loss are in the backward too.)
 #
-# One sentence has no padding, and the mask we want to watch only appears with padding, so the batch
-# holds a second, shorter sentence. Each has a `[MASK]`; `labels` holds the true word there and -100
-# everywhere else. Both get the NSP label 0 ("B follows A"): a single sentence has no B, but the label
-# sends a gradient through the pooler and the NSP head, so every parameter is in the backward.
+# ## The batch: two sentences, the second padded
 
 # %%
-texts = ["the [MASK] statement raises an exception .", "a [MASK] is raised ."]
-answers = ["raise", "error"]
-enc = tok(texts, padding=True, return_tensors="np")
-ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, T) each
-labels = np.where(ids == tok.mask_token_id, 0, -100)
-for row, word in enumerate(answers):
-    labels[row][ids[row] == tok.mask_token_id] = tok.vocab[word]
-B, T = ids.shape
-for row in range(B):
-    print(" ".join(f"{t}:{i}" for t, i in zip(tok.convert_ids_to_tokens(ids[row].tolist()), ids[row])))
-print("attention_mask\n", mask)
-print("labels\n", labels)
+texts, answers = ["the cat often [MASK] .", "a [MASK] moos ."], ["meows", "cow"]
+batch = toy_batch_of(tok, texts, answers)
+tokens = batch.pop("tokens")
+for row in tokens:
+    print(" ".join(f"{t}:{tok.vocab[t]}" for t in row))
+print("attention_mask\n", batch["attention_mask"])
+print("labels (-100: not predicted)\n", batch["labels"])
+
+walk = step_through(model, **batch, tokens=tokens, words=tok.convert_ids_to_tokens(list(range(17))),
+                    sentence=" | ".join(texts))
+walk
 
 # %%
-steps = minibert.trace(model, ids, token_type_ids=enc["token_type_ids"], attention_mask=mask,
-                       labels=labels, next_sentence_label=np.zeros(B, dtype=np.int64))
-steps
+print(walk.table())
 
 # %% [markdown]
-# ## Step 0: tokens become vectors
+# ## Forward: the embeddings
 #
-# The first operation is the word-embedding lookup: one row of $E$ `(V, C)` per id.
+# Step 0 looks up one row of the word-embedding matrix $E$ `(V, C) = (17, 8)` per token; steps 1 and 2
+# do the same for the segment and the position; step 3 adds the three; step 4 normalises each token's 8
+# numbers. Here is the path of one token up to the LayerNorm, the `[MASK]` of the first sentence
+# (position 4):
 
 # %%
-step = next(steps)
-print(step)
-E = model.bert.params["embeddings.word_embeddings.weight"]
-print("out equals E[ids]:", np.array_equal(step.out, E[ids]))
-print("the [PAD] rows of row 1 are E[0], which starts at zero:", np.abs(step.out[1, mask[1] == 0]).max())
+np.set_printoptions(precision=4, suppress=True, linewidth=120)
+t = tokens[0].index("[MASK]")
+for name, tensor in [("bert.embeddings.word_embeddings", "we"), ("bert.embeddings.token_type_embeddings", "te"),
+                     ("bert.embeddings.position_embeddings", "pe"), ("bert.embeddings.sum", "e")]:
+    out = walk[name].outputs[tensor]
+    print(f"{name:40s} {tensor} = {out[0 if out.shape[0] > 1 else 0, t]}")
+print("E[id of [MASK]] =", model.bert.params["embeddings.word_embeddings.weight"][tok.mask_token_id])
 
 # %% [markdown]
-# The next three steps add the segment and position embeddings and normalise the sum (lesson 02).
-
-# %%
-for _ in range(3):
-    print(next(steps).row(values=3))
-
-# %% [markdown]
-# ## Your turn: the padding mask
+# ### Your turn 1: one LayerNorm, by hand
 #
-# Next comes `bert.extended_attention_mask`: the `(B, T)` mask of 1s and 0s becomes an **additive**
-# mask that is added to every attention score before the softmax (`layers/softmax.py`,
-# `attention_mask_to_additive`). Predict its shape (it must broadcast against the scores,
-# `(B, A, T, T)`) and the value it holds at the first `[PAD]` key of row 1 for a float32 model.
+# LayerNorm normalises each token on its own: $\mu = \frac1C\sum_c e_c$,
+# $\sigma^2 = \frac1C\sum_c (e_c-\mu)^2$ (divide by $C$, not $C-1$), then
+# $x_c = \frac{e_c - \mu}{\sqrt{\sigma^2 + \epsilon}}\, g_c + b_c$ with $\epsilon = 10^{-12}$.
+# Compute `my_x`, the output of `bert.embeddings.LayerNorm` for the `[MASK]` token, from `e_row`, `g` and
+# `b` with plain NumPy (`.mean()`, `np.sqrt`); no minibert function.
 
-# %% nbgrader={"grade": false, "grade_id": "11-your-turn-mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
+ln = walk["bert.embeddings.LayerNorm"]
+e_row, g, b = ln.inputs["e"][0, t], ln.inputs["g"], ln.inputs["b"]  # (8,), (8,), (8,)
+print("e =", e_row, "\ng =", g, "\nb =", b)
+
+# %% nbgrader={"grade": false, "grade_id": "11-your-turn-layernorm", "locked": false, "schema_version": 3, "solution": true, "task": false}
+my_x = ...
 ### BEGIN SOLUTION
-my_shape = (B, 1, 1, T)
-my_value = np.finfo(np.float32).min
+mu = e_row.mean()
+var = ((e_row - mu) ** 2).mean()
+my_x = (e_row - mu) / np.sqrt(var + 1e-12) * g + b
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "11-check-mask", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-step = steps.next_where("extended_attention_mask")
-first_pad = int(np.flatnonzero(mask[1] == 0)[0])
-print(step)
-print("row 1, key", first_pad, "->", step.out[1, 0, 0, first_pad])
-assert tuple(my_shape) == step.out.shape, f"the mask has shape {step.out.shape}, not {tuple(my_shape)}"
-assert my_value == step.out[1, 0, 0, first_pad], f"the value there is {step.out[1, 0, 0, first_pad]}, not {my_value}"
-print("right: the padded keys get finfo(float32).min =", np.finfo(np.float32).min, "and the others 0")
+# %% nbgrader={"grade": true, "grade_id": "11-check-layernorm", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+check_by_hand("LayerNorm of the [MASK] token", my_x, ln.outputs["x"][0, t],
+              "subtract the mean of the 8 numbers, divide by the square root of their biased variance "
+              "(mean of the squares, over C) plus eps, then multiply by g and add b, entry by entry")
 
 # %% [markdown]
-# Why `finfo.min` and not $-\infty$: a row whose keys were *all* masked would be $-\infty - (-\infty)$
-# = NaN after the max-subtraction; with the most negative finite number it stays finite (transformers
-# does the same). Added to a score of size ~1, it leaves the score at `finfo.min`, and
-# $e^{\text{finfo.min} - \max} = 0$ exactly in floating point.
+# ## Forward: attention, where the model looks
 #
-# ## Inside attention: the softmax rows
-#
-# The attention op of layer 0 is one call of the model (depth 0); the trace also recorded what it did
-# inside: the three projections, the head split, the scaled dot-product attention and, inside that,
-# the softmax.
+# The query, key and value projections (steps 6–8) are linear layers; `split_heads` cuts each token's 8
+# numbers into 2 heads of 4; `scores` takes the dot product of every query with every key, divided by
+# $\sqrt{D} = 2$; `softmax` turns each row into probabilities after adding the padding mask $M$ (0 for a
+# real key, the most negative float for a `[PAD]` key).
 
 # %%
-for s in steps.find("encoder.layer.0.attention", phase="forward"):
-    print(s.row(values=0))
-
-# %%
-soft = steps.next_where("attention.sdpa.softmax")
-P = soft.out  # (B, A, T, T): P[b, a, i, j] = how much query i of head a attends to key j
-scores, mask_add = soft.inputs["x"], soft.inputs["mask_add"]
+soft = walk["bert.encoder.layer.0.attention.self.softmax"]
+S, M, P = soft.inputs["S"], soft.inputs["M"], soft.outputs["P"]  # (B, A, T, T), (B, 1, 1, T), (B, A, T, T)
 print(soft)
-print("row sums (expect 1):", P.sum(-1).min(), P.sum(-1).max())
-print("probabilities of the padded keys of row 1 (expect exactly 0):", P[1][..., mask[1] == 0].max())
-print("head 0, query 0 ([CLS]) of row 1:", np.round(P[1, 0, 0], 3))
-print("its scores before the mask:       ", np.round(scores[1, 0, 0], 3))
+fig, axes = plt.subplots(2, 2, figsize=(9, 8.5))
+for row in range(2):
+    n = int(batch["attention_mask"][row].sum())
+    for head in range(2):
+        plot_attention(P[row, head, :n, :n], tokens[row][:n], ax=axes[row, head], title=f"sentence {row}, head {head}")
+fig.tight_layout()
 
 # %% [markdown]
-# At initialisation the scores are small (`|s| < 1`), so each row of a real sentence is close to uniform
-# over its keys: about $1/7$ for the 7 real keys of row 1 and exactly 0 for its padded ones. These are
-# the arrays the model used: they equal what `output_attentions=True` returns (tested in
-# `tests/test_trace.py`).
+# Read the `[MASK]` rows: in the first sentence one head puts almost all of the mask's attention on
+# **cat**, in the second on **moos**: the one word that decides the answer, at a different distance each
+# time. The padded keys of sentence 1 get exactly 0 (they are not drawn: the maps stop at the real tokens).
+#
+# ### Your turn 2: one softmax row, by hand
+#
+# Compute `my_p`, the attention of the `[MASK]` token of **sentence 1** (the padded one) in **head 1**:
+# the row `P[1, 1, t1, :]` (all T keys, padding included) from the scores `S[1, 1, t1, :]` and the mask
+# `M[1, 0, 0, :]`. Subtract the row's maximum before `np.exp`, as the library does: what does the mask do
+# to the `[PAD]` keys?
 
 # %%
-out = model(ids, enc["token_type_ids"], mask, output_attentions=True)  # an untraced forward, numba or NumPy
-print("max |trace - output_attentions| =", np.abs(P - out.attentions[0]).max(),
-      "(0 on the NumPy backend; float32 rounding on numba's)")
+t1 = tokens[1].index("[MASK]")
+s_row, m_row = S[1, 1, t1], M[1, 0, 0]  # (T,), (T,)
+print("scores", s_row, "\nmask  ", m_row)
 
-# %% [markdown]
-# ## The `[CLS]` path into the pooler
-#
-# After the last layer, the pooler reads **only position 0** (`[CLS]`) of each sequence:
-# $\text{pooled} = \tanh(x_{b,0} W_p^\top + b_p)$. The trace shows the `(B, C)` slice going in.
-
-# %%
-last = steps.next_where("encoder.layer.1.output.LayerNorm")  # the encoder's output (B, T, C)
-pool = steps.next_where("pooler.dense")
-print(pool.row(values=3))
-print("the pooler's input is the [CLS] vector:", np.array_equal(pool.x, last.out[:, 0]), pool.x.shape)
-
-# %% [markdown]
-# ## The prediction
-#
-# The MLM head runs only at the labelled positions ($P = 2$ here, one `[MASK]` per sentence), and its
-# decoder is the word-embedding matrix itself (tied): `cls.predictions.decoder` is a linear layer whose
-# weight **is** $E$.
-
-# %%
-dec = steps.next_where("cls.predictions.decoder")
-print(dec)
-print("the decoder's weight is the embedding matrix (same array):", dec.inputs["w"] is E)
-logits = dec.out  # (P, V)
-for p, row in enumerate(logits):
-    top = np.argsort(-row)[:3]
-    print(f"[MASK] {p}: true {answers[p]!r}, top guesses {tok.convert_ids_to_tokens(top.tolist())}")
-print("loss", steps.output.loss, "= MLM", steps.output.mlm_loss, "+ NSP", steps.output.nsp_loss,
-      f"(an untrained model: MLM ~ ln V = {np.log(len(tok.vocab)):.2f}, NSP ~ ln 2 = {np.log(2):.2f})")
-
-# %% [markdown]
-# ## Backward: the tied decoder receives gradient twice
-#
-# The backward half starts at the loss and runs the same names in reverse. The word-embedding matrix
-# $E$ was used twice in the forward: as the lookup table at step 0 and as the decoder. So two backward
-# steps give it a gradient, and `model.grads` holds their sum (lesson 06, `docs/backward/tied_weights.md`).
-
-# %%
-word = "bert.embeddings.word_embeddings.weight"
-givers = [s for s in steps.backward if s.depth == 0 and word in s.grads]
-for s in givers:
-    g = s.grads[word]
-    print(f"step {s.index:3d} {s.name:35s} |g| = {np.linalg.norm(g):.4f}, rows touched: {int((np.abs(g).sum(1) > 0).sum())}")
-total = givers[0].grads[word] + givers[1].grads[word]
-print("sum of the two == model's gradient:", np.array_equal(total, model.bert.grads["embeddings.word_embeddings.weight"]))
-
-# %% [markdown]
-# The decoder's share touches every row of $E$ (every word's logit entered the softmax); the lookup's
-# share only the rows of the ids in the batch, and never row 0 (`[PAD]`, `padding_idx`).
-#
-# ## Your turn: how big is a gradient?
-#
-# Each attention layer has a key bias $b_k$ `(C,)`, added to every key before the scores
-# $q_i \cdot k_j$ are taken. Predict the size of its gradient: give a number `my_key_bias_norm_is_below`
-# that the norm of layer 0's key-bias gradient stays under, yet the query bias's does not (hint: what
-# does $b_k$ add to the scores of one row, and what does the softmax do with that?).
-
-# %% nbgrader={"grade": false, "grade_id": "11-your-turn-key-bias", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "11-your-turn-softmax", "locked": false, "schema_version": 3, "solution": true, "task": false}
+my_p = ...
 ### BEGIN SOLUTION
-my_key_bias_norm_is_below = 1e-6  # an upper bound: softmax ignores a shift of a whole row, and q . bk is one
+z = s_row + m_row
+z = z - z.max()
+my_p = np.exp(z) / np.exp(z).sum()
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "11-check-key-bias", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-norms = {name: float(np.linalg.norm(steps.param_grad(name))) for name in
-         ("bert.encoder.layer.0.attention.self.key.bias", "bert.encoder.layer.0.attention.self.query.bias")}
-print(norms)
-assert norms["bert.encoder.layer.0.attention.self.key.bias"] < my_key_bias_norm_is_below, "larger than your bound"
-assert my_key_bias_norm_is_below < norms["bert.encoder.layer.0.attention.self.query.bias"], \
-    "your bound does not tell the key bias apart from the query bias"
-print("right: d(key bias) is zero up to float32 rounding: q . (k_j + bk) = q . k_j + q . bk adds the same "
-      "number to every score of a row, and the softmax does not see it")
+# %% nbgrader={"grade": true, "grade_id": "11-check-softmax", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+check_by_hand("softmax row", my_p, P[1, 1, t1],
+              "add the mask to the scores, subtract the largest of the sums, exponentiate, and divide by the "
+              "sum of the exponentials; the [PAD] keys must come out exactly 0")
 
 # %% [markdown]
-# The whole backward at depth 0 (the model's own calls): `|d|` is the norm of the gradient each step
-# passes on, and under each step the gradients it gave its parameters.
-
-# %%
-print(steps.table(depth=0, phase="backward", values=0))
-
-# %% [markdown]
-# ## Every parameter, accounted for
+# ## Forward: the residuals, the `[CLS]` slice, the gather and the tied decoder
 #
-# Each parameter appears in the backward, and the gradients the trace recorded add up to `model.grads`
-# bit for bit (the trace zeroed the gradients first).
+# A residual add is one line (`r = a + x`), and it is a step. After the layer, the pooler reads only
+# position 0 of each row (the `[CLS]` slice, `(B, T, C) -> (B, C)`), and the MLM head reads only the
+# masked rows (the gather, `(B, T, C) -> (P, C)`, here $P = 2$). The decoder's weight **is** the word
+# embedding matrix $E$ (tied), so each logit is the dot product of the transformed token with a word's
+# embedding.
 
 # %%
-names = [n for n, _, _ in model.named_parameters()]
-seen = {p for s in steps.backward for p in s.grads}
-same = all(np.array_equal(steps.param_grad(n), g) for n, _, g in model.named_parameters())
-print(f"{len(names)} parameters, {len(seen & set(names))} with a gradient in the trace; all equal model.grads: {same}")
-print(f"{len(steps.forward)} forward and {len(steps.backward)} backward operations")
+res = walk["bert.encoder.layer.0.attention.output.residual"]
+print("residual: r == a + x exactly:", np.array_equal(res.out, res.inputs["a"] + res.inputs["x"]))
+cls = walk["bert.pooler.cls_slice"]
+print("[CLS] slice:", cls.inputs["x"].shape, "->", cls.out.shape)
+gather = walk["cls.predictions.gather"]
+print("gather: rows", gather.inputs["positions"], "of the flattened (B*T, C):", gather.inputs["x"].shape, "->",
+      gather.out.shape)
+dec = walk["cls.predictions.decoder"]
+print("the decoder's weight is E itself:", dec.inputs["E"] is model.bert.params["embeddings.word_embeddings.weight"])
+for p, row in enumerate(dec.out):
+    probs = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+    top = np.argsort(-probs)[:3]
+    print(f"[MASK] {p}: answer {answers[p]!r}; top guesses " +
+          ", ".join(f"{tok.convert_ids_to_tokens(int(i))} {probs[i]:.3f}" for i in top))
+print(f"loss = MLM {walk.mlm_loss:.4f} + NSP {walk.nsp_loss:.4f} = {walk.loss:.4f}")
+
+# %% [markdown]
+# ## Backward: the gradients themselves
+#
+# The backward starts at the loss and runs the same names in reverse. Each step shows the gradient it
+# receives and the ones it passes on, full tensors. The first gradient is the cross-entropy's:
+# for masked row $p$, $\partial L / \partial \text{logits}_p = (\text{softmax}(\text{logits}_p) -
+# \text{onehot}(\text{label}_p)) / P$ (`docs/backward/cross_entropy.md`).
+#
+# ### Your turn 3: one gradient, by hand
+#
+# Compute `my_dlogits`, the gradient of the loss with respect to the 17 logits of the **first** masked
+# row (`dlogits[0]`), from `logits_row`, the answer's id `label` and the number of masked rows `n_masked`.
+
+# %%
+logits_row, label, n_masked = dec.out[0], tok.vocab[answers[0]], dec.out.shape[0]
+print("logits", logits_row, "\nlabel", label, "| masked rows", n_masked)
+
+# %% nbgrader={"grade": false, "grade_id": "11-your-turn-gradient", "locked": false, "schema_version": 3, "solution": true, "task": false}
+my_dlogits = ...
+### BEGIN SOLUTION
+q = np.exp(logits_row - logits_row.max())
+q = q / q.sum()
+q[label] -= 1.0
+my_dlogits = q / n_masked
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "11-check-gradient", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+check_by_hand("gradient of the first masked row's logits", my_dlogits,
+              walk["cls.predictions.loss", "backward"].outputs["dlogits"][0],
+              "softmax the logits, subtract 1 at the answer's column only, and remember that the MLM loss is "
+              "a mean over the masked rows")
+
+# %% [markdown]
+# The tied matrix $E$ was used twice, as the lookup table and as the decoder, so two backward steps give
+# it a gradient and a last step adds them (`docs/backward/tied_weights.md`). The decoder's share touches
+# every row (every word's logit entered the softmax); the lookup's only the rows of the words in the
+# batch, and never `[PAD]` (row 0).
+
+# %%
+tied = walk["bert.embeddings.word_embeddings.weight", "backward"]
+for part in ("dE_decoder", "dE_lookup"):
+    rows = np.flatnonzero(np.abs(tied.inputs[part]).sum(1))
+    print(f"{part:10s} rows touched: {tok.convert_ids_to_tokens(rows.tolist())}")
+res_b = walk["bert.encoder.layer.0.attention.output.residual", "backward"]
+print("layer 0's input gets four paths:", list(res_b.inputs), "->", res_b.out.shape)
+print("the gradient of the [MASK] token's embedding output, de[0, t] =", walk["bert.embeddings.LayerNorm", "backward"].outputs["de"][0, t])
+
+# %% [markdown]
+# ## It is the model: every gradient, compared
+#
+# The model's own backward fills `model.grads`; the step-through never touches them. Both in float64:
+
+# %%
+model.zero_grad()
+out = model(**batch)
+model.backward()
+worst = max(float(np.abs(walk.param_grad(n) - g).max() / max(np.abs(g).max(), 1e-300))
+            for n, _, g in model.named_parameters() if "key.bias" not in n)
+print(f"{len(model.named_parameters())} parameters; largest relative difference {worst:.1e} (float64 rounding)")
+print(f"loss: model {float(out.loss):.15f}, step-through {walk.loss:.15f}")
+model.zero_grad()
+
+# %% [markdown]
+# (The key bias is left out of the relative comparison: its gradient is exactly zero in exact arithmetic,
+# since adding $q \cdot b_k$ to every score of a row does not change its softmax, so both sides hold
+# rounding noise of ~1e-17 there.)
+#
+# ## Step through it in your browser
+#
+# `minibert trace --toy --html trace.html "the cat often [MASK] ."` trains this model (a few seconds) and
+# writes one page that steps through every operation with the arrow keys, each tensor a heatmap with its
+# value on hover, with the formula, the source line and the derivation of each step. `--model DIR`
+# instead of `--toy` does it for a saved model (`model.save_pretrained(DIR, tok)`), and the book carries
+# two of these pages: [this lesson's model](../trace/toy.html) and [BERT-Tiny](../trace/tiny.html).
+#
+# ## The kernels of a real model
+#
+# `minibert.trace` records something else: every kernel call a model makes, as it makes it (the NumPy
+# references; the glue is not there). It works on any model, here the toy, in one line; the command
+# `minibert trace "the [MASK] statement raises an exception ."` does it for a freshly initialised
+# BERT-Tiny, and `--model runs/tiny/model` for a pretrained one.
+
+# %%
+kernels = minibert.trace(model, **batch)
+print(kernels.table(depth=0, phase="forward", values=0))
 
 # %% [markdown]
 # ## Questions
 #
-# **Question 1.** In the backward of attention, the trace shows three `merge_heads` steps and one
-# `split_heads`, the opposite of the forward. Why?
+# **Question 1.** In the backward of attention, `merge_heads` comes before `split_heads`, the opposite
+# of the forward. Why, and why is neither step given a derivation page?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "11-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>
 #
 # Splitting and merging the heads are permutations of the same numbers (a reshape and a transpose), and
-# the backward of a permutation is its inverse. The forward split q, k and v (three `split_heads`) and
-# merged the context once; so the backward splits the context's gradient once and merges the gradients
-# of q, k and v three times.
+# the backward of a permutation is its inverse, applied in the reverse order of the forward. Nothing is
+# computed, so there is nothing to derive: each gradient entry moves to where its number came from.
 #
 # </details>
 
 # %% [markdown]
-# **Question 2.** The gradient reaching `bert.embeddings.position_embeddings` has nonzero rows only for
-# positions `0..T-1` though the table has 128 rows, and row `t`'s gradient is summed over the batch. Why
-# both?
+# **Question 2.** The gradient of the position embeddings is nonzero only for positions `0..T-1`, and
+# row `t`'s gradient is summed over the batch. Why both? (Look at the `bert.embeddings.sum` backward step.)
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "11-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>
