@@ -188,3 +188,18 @@ def test_a_wrong_answer_by_hand_is_told_wrong_with_a_hint_and_never_the_value(ca
         message = str(e.value)
         assert "0.123" not in message and "2.25" not in message and "1.5" not in message
     assert "Hint: subtract the max" in message or "not answered" in message
+
+
+def test_the_toy_bert_is_the_same_every_time_so_the_book_s_page_shows_the_lesson_s_numbers(toy):
+    """The book's trace/toy.html trains its own copy (book/build.py) with the lesson's seed: the same
+    parameters, bit for bit, whatever backend was set before (training runs on the NumPy references)."""
+    model, _, history = toy
+    before = backend.get_backend()
+    backend.set_backend("numba" if before != "numba" else "numpy")
+    try:
+        again, _, history_again = train_toy_bert(seed=0)
+    finally:
+        backend.set_backend(before)
+    assert history_again == history
+    for (name, p, _), (_, q, _) in zip(model.named_parameters(), again.named_parameters()):
+        assert np.array_equal(p, q), name
