@@ -106,10 +106,17 @@ def test_glue_is_a_step_and_every_step_names_its_source_line_and_derivation(case
     for name, text in (("bert.embeddings.sum", "we + te + pe"),
                        ("bert.encoder.layer.0.attention.output.residual", "a + x"),
                        ("bert.encoder.layer.1.output.residual", "f + h"),
-                       ("bert.encoder.layer.0.attention.self.scores", "q @ k")):
+                       ("bert.encoder.layer.0.attention.self.scores", "q @ k"),
+                       ("bert.pooler.cls_slice", "x[:, 0]"),
+                       ("cls.predictions.gather", "cross_entropy_forward(logits, labels")):
         path, line = walk[name].source.rsplit(":", 1)
         with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             assert text in f.readlines()[int(line) - 1]
+    for name, text in (("cls.predictions.gather", "dlogits = K.cross_entropy_backward"),
+                       ("bert.pooler.cls_slice", "dx[:, 0] += self.pooler_backward")):
+        path, line = walk[name, "backward"].source.rsplit(":", 1)
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            assert text in f.readlines()[int(line) - 1], name
 
 
 def test_the_tied_embedding_gets_the_sum_of_its_two_gradients_and_the_model_is_left_alone(case):

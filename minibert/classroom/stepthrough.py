@@ -344,8 +344,11 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     hm = hidden.reshape(B * T, C)[positions]  # (P, C)
     rec("cls.predictions.gather", "gather",
         "xm[p] = x[b_p, t_p]  (the rows of the masked positions; flat index b*T + t: "
-        + ", ".join(str(int(p)) for p in positions[:8]) + ("..." if positions.size > 8 else "") + ")",
-        _source_line(bert_py, r"reshape\(-1, C\)\[", fallback=BertForPreTraining.forward), _DOC["cross_entropy"],
+        + ", ".join(str(int(p)) for p in positions[:8]) + ("..." if positions.size > 8 else "")
+        + ". The model runs the head on every row and its cross-entropy skips the -100 rows; picking the"
+        " labelled rows first, as google-research/bert does, gives the same logits there and the same loss)",
+        _source_line(bert_py, r"cross_entropy_forward\(logits, labels", fallback=BertForPreTraining.forward),
+        _DOC["cross_entropy"],
         {"x": hidden, "positions": positions}, {"xm": hm}, {"x": "BTC", "positions": "P", "xm": "PC"})
     wt, bt = P["cls.predictions.transform.dense.weight"], P["cls.predictions.transform.dense.bias"]
     ht, c_td = linear.linear_forward(hm, wt, bt)  # (P, C)
@@ -436,7 +439,8 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
     dx.reshape(B * T, C)[positions] += dhm  # the positions are distinct
     rec("cls.predictions.gather", "scatter",
         "dx[b_p, t_p] += dxm[p]  (the gather's backward: every other row of dx gets nothing from the MLM head)",
-        _source_line(bert_py, r"dx\[cache.picked\]", fallback=BertForPreTraining.backward), _DOC["cross_entropy"],
+        _source_line(bert_py, r"dlogits = K.cross_entropy_backward", fallback=BertForPreTraining.backward),
+        _DOC["cross_entropy"],
         {"dxm": dhm}, {"dx": dx.copy()}, {"dxm": "PC", "dx": "BTC"})
     if dpooled is not None:
         dhp = tanh.tanh_backward(dpooled, c_pt)  # (B, C)
@@ -450,7 +454,7 @@ def step_through(model, input_ids, token_type_ids=None, attention_mask=None, lab
             grads={"bert.pooler.dense.weight": dwp, "bert.pooler.dense.bias": dbp})
         dx[:, 0] += dcls
         rec("bert.pooler.cls_slice", "scatter", "dx[b, 0] += dxc[b]  (the slice's backward: only [CLS] rows)",
-            _source_line(bert_py, r"dx\[:, 0\] \+= dfirst", BertModel.backward), _DOC["tanh_pooler"], {"dxc": dcls}, {"dx": dx.copy()},
+            _source_line(bert_py, r"dx\[:, 0\] \+= self.pooler_backward", BertModel.backward), _DOC["tanh_pooler"], {"dxc": dcls}, {"dx": dx.copy()},
             {"dxc": "BC", "dx": "BTC"})
 
     for i in reversed(range(c.num_hidden_layers)):
