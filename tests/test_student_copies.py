@@ -1,0 +1,148 @@
+"""What a student opens holds no answer: the lesson copies of ``minibert lessons DIR`` and the released
+assignments of ``minibert exercises course`` are checked against every line of every answer.
+
+The answers (``lessons.answer_lines``): every line of every solution region of the library's exercise
+sources (layers, the backprop ninja, the masking) and of the lessons' own solution and hidden-test
+regions, normalised (stripped, trailing comment dropped, ``L.``/``K.`` qualifiers dropped) and kept
+when not trivial syntax (``else:``, ``]``).  The release is made with nbgrader's own preprocessors
+(``ClearSolutions`` then ``ClearHiddenTests``, in ``generate_assignment``'s order), so what is checked
+is what nbgrader hands out.
+
+Seen failing before the fix: on the release of the day the issue was filed, 14 answer lines (the
+``attention_ninja`` release quoting the ``attention`` assignment's backward from the derivation page,
+``adamw``'s hint ``p *= 1 - lr * weight_decay``, ``linear``'s TODO ``out = x @ w.T + b``, ...).
+"""
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+
+from minibert.classroom import exercises as X  # noqa: E402
+from minibert.classroom import lessons  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWERS = lessons.answer_lines()
+
+
+def _cell_leaks(nb):
+    return [(i, line, where) for i, cell in enumerate(nb.cells) for line, where in lessons.leaks(cell.source, ANSWERS)]
+
+
+def test_the_answers_hold_the_lines_a_student_must_not_be_handed():
+    # the collection itself: a library solution, a lesson's your-turn, a lesson's hidden test
+    for line in ['dk = dscores.transpose(0, 1, 3, 2) @ q', 'p *= 1 - lr * weight_decay', 'out = x @ w.T + b',
+                 'logprobs = z - logsumexp', 'dkh = dS.transpose(0, 1, 3, 2) @ qh',
+                 'assert np.isclose(ratio_bert, flows[0.02][0][1] / flows[0.02][5][1])']:
+        assert line in ANSWERS, line
+    assert "else:" not in ANSWERS and "]" not in ANSWERS
+
+
+def test_the_checker_finds_the_answers_in_the_instructor_copies():
+    # the committed notebooks are the instructor's copies (what `./run lessons` used to open): the check
+    # must see their answers, or it could not fail on a student copy either
+    found = {p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
+             if _cell_leaks(nbformat.read(str(p), as_version=4))}
+    assert {"03_attention", "05_encoder_layer", "07d_pre_ln"} <= found
+
+
+def test_the_leak_check_sees_through_a_qualifier_and_a_comment():
+    assert lessons.leaks("    dk = L.dscores.transpose(0, 1, 3, 2) @ q", ANSWERS) == []  # not a call
+    assert lessons.leaks("dx = L.layernorm_backward(dh, cache)[0]", {"dx = layernorm_backward(dh, cache)[0]": "x"})
+    assert lessons.leaks("out = x @ w.T + b   # (B, T, C)", ANSWERS)
+
+
+@pytest.fixture(scope="module")
+def student_lessons(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lessons")
+    return lessons.write_lessons(out)
+
+
+def test_every_lesson_has_a_student_copy(student_lessons):
+    assert sorted(p.name for p in student_lessons) == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_no_student_lesson_holds_a_line_of_any_answer(student_lessons):
+    for path in student_lessons:
+        assert _cell_leaks(nbformat.read(str(path), as_version=4)) == [], path.name
+
+
+def test_every_your_turn_and_question_is_emptied_and_every_hidden_test_gone(student_lessons):
+    for path in student_lessons:
+        nb = nbformat.read(str(path), as_version=4)
+        assert nb.cells[0].source == lessons.STUDENT_SETUP  # show() hides the exercises' code
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            assert "BEGIN SOLUTION" not in cell.source and "HIDDEN TESTS" not in cell.source, path.name
+            if meta.get("solution") and cell.cell_type == "markdown":
+                assert cell.source == lessons.ANSWER_STUB, (path.name, meta["grade_id"])
+            elif meta.get("solution"):
+                assert "raise NotImplementedError()" in cell.source, (path.name, meta["grade_id"])
+            if "Instructor's answer" in cell.source or "Instructor's answers" in cell.source:
+                pytest.fail(f"{path.name}: an instructor's answer survives: {cell.source[:80]!r}")
+
+
+def test_the_student_copies_are_what_nbgrader_itself_releases():
+    """Our copy (nbformat only, for the light install) empties the cells as nbgrader's ClearSolutions
+    and ClearHiddenTests do."""
+    pytest.importorskip("nbgrader")
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        theirs, _ = ClearSolutions().preprocess(nb, {})
+        theirs, _ = ClearHiddenTests().preprocess(theirs, {})
+        ours = lessons.student_notebook(nbformat.read(str(path), as_version=4))
+        assert [c.source.strip() for c in ours.cells[1:]] == [c.source.strip() for c in theirs.cells], path.name
+
+
+def test_write_lessons_refuses_to_overwrite_a_students_work(tmp_path):
+    lessons.write_lessons(tmp_path, names=["00_map"])
+    with pytest.raises(FileExistsError, match="00_map.ipynb already exist.*--force"):
+        lessons.write_lessons(tmp_path, names=["00_map"])
+    lessons.write_lessons(tmp_path, names=["00_map"], force=True)
+    with pytest.raises(ValueError, match="unknown lesson.*'99_nothing'"):
+        lessons.write_lessons(tmp_path, names=["99_nothing"])
+
+
+def test_write_lessons_refuses_a_copy_that_would_leak(tmp_path):
+    nb_dir = tmp_path / "nb"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("dx = dout @ w  # given code quoting an answer")])
+    nbformat.write(nb, str(nb_dir / "99_leaky.ipynb"))
+    with pytest.raises(ValueError, match="99_leaky.ipynb would hold answer line.*'dx = dout @ w'"):
+        lessons.write_lessons(tmp_path / "out", notebooks_dir=nb_dir)
+
+
+# ---- the course release ----------------------------------------------------------------------------
+
+def _release(name):
+    """The student release of assignment ``name`` as nbgrader's generate_assignment makes it."""
+    pytest.importorskip("nbgrader")
+    from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearSolutions
+    from minibert.classroom.course import notebook
+    nb = notebook(name, 1)
+    for pre in (ClearSolutions(), ClearHiddenTests(), ClearMarkScheme()):
+        nb, _ = pre.preprocess(nb, {})
+    return nb
+
+
+@pytest.mark.parametrize("name", list(X.EXERCISES))
+def test_no_release_holds_a_line_of_any_exercises_answer(name):
+    assert _cell_leaks(_release(name)) == []
+
+
+@pytest.mark.parametrize("name", list(X.EXERCISES))
+def test_no_hint_of_the_student_copies_is_an_answer_line(name):
+    # the `.py` path too: `minibert exercises make` keeps the TODO and its hints above each region
+    text = X.student_version(X.source_text(name))
+    assert lessons.hint_leaks(text, ANSWERS) == []
+    assert lessons.leaks(text, ANSWERS) == []
+    release = "\n".join(c.source for c in _release(name).cells)
+    assert lessons.hint_leaks(release, ANSWERS) == []
+
+
+def test_the_hint_check_finds_an_answer_in_a_comment():
+    assert lessons.hint_leaks("    #   hint: decay first, p *= 1 - lr * weight_decay (only when ...)", ANSWERS) == \
+        [("p *= 1 - lr * weight_decay", ANSWERS["p *= 1 - lr * weight_decay"])]
+    assert lessons.hint_leaks("# TODO: out = x @ w.T + b, for any number of leading dims", ANSWERS)
