@@ -146,3 +146,49 @@ def test_the_hint_check_finds_an_answer_in_a_comment():
     assert lessons.hint_leaks("    #   hint: decay first, p *= 1 - lr * weight_decay (only when ...)", ANSWERS) == \
         [("p *= 1 - lr * weight_decay", ANSWERS["p *= 1 - lr * weight_decay"])]
     assert lessons.hint_leaks("# TODO: out = x @ w.T + b, for any number of leading dims", ANSWERS)
+
+
+# ---- the command line and ./run ------------------------------------------------------------------------
+
+def test_minibert_lessons_writes_the_copies_and_refuses_to_overwrite(tmp_path):
+    import subprocess
+    import sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "minibert", "lessons", *a], capture_output=True,  # noqa: E731
+                                    text=True, cwd=ROOT)
+    proc = run(str(tmp_path / "mine"), "00_map", "03_attention")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 2 student lesson(s)" in proc.stdout and f"jupyter lab {tmp_path / 'mine'}" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["00_map.ipynb", "03_attention.ipynb"]
+    proc = run(str(tmp_path / "mine"), "00_map")
+    assert proc.returncode == 2 and "already exist" in proc.stderr and "--force" in proc.stderr
+
+
+def _fake_run(tmp_path):
+    """A copy of ./run whose .venv's python, minibert and jupyter only say how they were called."""
+    import shutil
+    import stat
+    repo = tmp_path / "repo"
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(ROOT / "run", repo / "run")
+    for tool in ("python", "minibert", "jupyter"):
+        script = repo / ".venv" / "bin" / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{repo}/calls"\n'
+                          + ('mkdir -p "$2"\n' if tool == "minibert" else ""))
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return repo
+
+
+def test_run_lessons_opens_the_student_copies_and_the_instructor_copies_only_when_asked(tmp_path):
+    import os
+    import subprocess
+    repo = _fake_run(tmp_path)
+    subprocess.run(["bash", "run", "lessons", "--no-browser"], cwd=repo, check=True)
+    calls = (repo / "calls").read_text().splitlines()
+    assert "minibert lessons my_lessons" in calls
+    root = " --allow-root" if os.getuid() == 0 else ""
+    assert calls[-1] == f"jupyter lab my_lessons/{root} --no-browser"
+    # a second start does not rewrite the copies (they hold the student's work)
+    subprocess.run(["bash", "run", "lessons"], cwd=repo, check=True)
+    assert (repo / "calls").read_text().count("minibert lessons") == 1
+    subprocess.run(["bash", "run", "lessons", "--instructor"], cwd=repo, check=True)
+    assert (repo / "calls").read_text().splitlines()[-1] == f"jupyter lab notebooks/{root}"
