@@ -277,3 +277,64 @@ def write_lessons(outdir, names=None, force=False, notebooks_dir=None):
     for nb, target in zip(copies, targets):
         nbformat.write(nb, str(target))
     return targets
+
+
+# ---- the checks of a lesson's "your turn": right or wrong, never the expected value -------------------
+
+def _where_wrong(yours, expected, rtol, atol):
+    """Words that say where ``yours`` differs from ``expected`` without giving ``expected`` away."""
+    import numpy as np
+    if isinstance(expected, str) or isinstance(yours, str):
+        return "not the right one"
+    if isinstance(expected, (list, tuple)) and expected and all(isinstance(e, str) for e in expected):
+        if not isinstance(yours, (list, tuple)):
+            return f"a list of pieces is expected, got a {type(yours).__name__}"
+        if len(yours) != len(expected):
+            return f"{'too many' if len(yours) > len(expected) else 'too few'} pieces ({len(yours)})"
+        k = next(i for i, (a, b) in enumerate(zip(yours, expected)) if a != b)
+        return f"your piece {k} ({yours[k]!r}) is wrong" + (" (and the ones after it)" if k < len(yours) - 1 else "")
+    y, e = np.asarray(yours), np.asarray(expected)
+    if y.shape != e.shape:
+        if y.ndim != e.ndim:
+            return f"wrong shape: {y.ndim} axes, {'too many' if y.ndim > e.ndim else 'too few'}"
+        axes = [i for i, (a, b) in enumerate(zip(y.shape, e.shape)) if a != b]
+        return f"wrong shape {y.shape}: axis {', '.join(map(str, axes))} {'is' if len(axes) == 1 else 'are'} wrong"
+    if y.dtype == bool or e.dtype == bool or not np.issubdtype(e.dtype, np.number):
+        bad = y != e
+        return f"{int(bad.sum())} of {bad.size} entries wrong (first at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
+    y, e = y.astype(float), e.astype(float)
+    bad = ~np.isclose(y, e, rtol=rtol, atol=atol)
+    if e.size == 1:
+        if np.sign(y).item() == -np.sign(e).item() != 0:
+            return "the wrong sign"
+        return "too large" if y.item() > e.item() else "too small"
+    words = f"{int(bad.sum())} of {bad.size} entries wrong (first at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
+    if np.allclose(y, -e, rtol=rtol, atol=atol):
+        return words + ": every one has the wrong sign"
+    if y.ndim >= 2 and y.shape[-1] == y.shape[-2] and np.allclose(np.swapaxes(y, -1, -2), e, rtol=rtol, atol=atol):
+        return words + ": the transpose of the right answer"
+    if np.all(y[bad] > e[bad]):
+        return words + ", all too large"
+    if np.all(y[bad] < e[bad]):
+        return words + ", all too small"
+    return words
+
+
+def check(name, yours, expected, hint="", rtol=1e-9, atol=0.0):
+    """A your-turn's check: print ``name: right`` when ``yours`` equals ``expected`` (within ``rtol``,
+    ``atol`` for numbers; exactly for strings, lists and shapes), else raise AssertionError saying where
+    it is wrong (too large or too small, the wrong sign, a transpose, which axis of a shape, which piece)
+    followed by ``hint``.  Never prints ``expected``: the student's copy must not hand out the answer."""
+    import numpy as np
+    if isinstance(expected, (str, list, tuple)) and not (isinstance(expected, tuple) and
+                                                        all(isinstance(e, (int, np.integer)) for e in expected)):
+        ok = yours == expected if not isinstance(yours, np.ndarray) else False
+    else:
+        y, e = np.asarray(yours), np.asarray(expected)
+        ok = y.shape == e.shape and (np.array_equal(y, e) if (y.dtype == bool or e.dtype == bool or
+                                                              not np.issubdtype(e.dtype, np.number))
+                                     else bool(np.allclose(y.astype(float), e.astype(float), rtol=rtol, atol=atol)))
+    if ok:
+        print(f"{name}: right")
+        return
+    raise AssertionError(f"{name}: {_where_wrong(yours, expected, rtol, atol)}" + (f". Hint: {hint}" if hint else ""))
