@@ -113,6 +113,8 @@ def main(argv=None):
     p.add_argument("outdir", metavar="DIR", help="where to write the student copies (e.g. my_lessons)")
     p.add_argument("names", nargs="*", metavar="LESSON", help="only these lessons, e.g. 03_attention (default: all)")
     p.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR (a student's work!)")
+    p.add_argument("--from", dest="notebooks", default=None, metavar="NOTEBOOKS",
+                   help="the instructor's notebooks to copy (default: notebooks/ of the repository minibert runs from)")
     args = parser.parse_args(argv)
     try:
         if args.command == "pretrain":
@@ -136,7 +138,8 @@ def main(argv=None):
             return _trace(args)
         elif args.command == "lessons":
             from .classroom.lessons import write_lessons
-            written = write_lessons(args.outdir, names=args.names or None, force=args.force)
+            written = write_lessons(args.outdir, names=args.names or None, force=args.force,
+                                    notebooks_dir=args.notebooks)
             print(f"wrote {len(written)} student lesson(s) into {args.outdir} (answers left out)")
             print(f"next: jupyter lab {args.outdir}")
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:

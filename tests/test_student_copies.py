@@ -192,3 +192,27 @@ def test_run_lessons_opens_the_student_copies_and_the_instructor_copies_only_whe
     assert (repo / "calls").read_text().count("minibert lessons") == 1
     subprocess.run(["bash", "run", "lessons", "--instructor"], cwd=repo, check=True)
     assert (repo / "calls").read_text().splitlines()[-1] == f"jupyter lab notebooks/{root}"
+
+
+@pytest.mark.parametrize("name", list(X.EXERCISES))
+def test_a_release_asks_for_the_derivation_and_does_not_point_at_the_worked_one(name):
+    from minibert.classroom.derivations import PROBLEMS
+    nb = _release(name)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "docs/backward/" not in text
+    written = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"{name}_derivation"]
+    assert len(written) == 1 and written[0].cell_type == "markdown" and written[0].source == "YOUR ANSWER HERE"
+    meta = written[0].metadata["nbgrader"]
+    assert meta["grade"] and meta["solution"] and not meta["locked"] and meta["points"] == PROBLEMS[name].points
+    assert "## Derive first" in text and "Computational graph" in text and "**Shapes.**" in text
+
+
+def test_the_instructors_copy_holds_the_rubric_and_the_course_dir_the_feedback(tmp_path):
+    from minibert.classroom.course import notebook, write_course
+    cell = next(c for c in notebook("attention").cells if c.metadata["nbgrader"]["grade_id"] == "attention_derivation")
+    assert "Instructor's rubric (6 points" in cell.source
+    write_course(tmp_path, names=["attention_ninja", "attention"])
+    ninja = (tmp_path / "derivations" / "attention_ninja.md").read_text()
+    assert "Masked multi-head self-attention" in ninja  # docs/backward/attention.md, the worked derivation
+    assert lessons.leaks(ninja, {a: w for a, w in ANSWERS.items() if "layers/attention.py" in w}) == []
+    assert not (tmp_path / "source" / "attention" / "attention.md").exists()

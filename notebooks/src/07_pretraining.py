@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 
 import minibert
 from minibert.data.corpus import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, synthetic_corpus
+from minibert.classroom.lessons import check  # a your-turn's check: right or wrong, never the answer
 from minibert.optim import clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import plot_attention, smooth
 from minibert.data.pretraining import PretrainingDataset
