@@ -25,6 +25,7 @@ pytest.importorskip("nbgrader")
 from minibert.classroom import exercises as X  # noqa: E402
 from minibert.classroom import grader as G  # noqa: E402
 from minibert.classroom.course import solution_lines  # noqa: E402
+from minibert.classroom.derivations import PROBLEMS  # noqa: E402
 
 NAMES = list(X.EXERCISES)
 
@@ -101,12 +102,23 @@ def course(tmp_path_factory):
     return course
 
 
-def cell_scores(course, student, name):
-    """{grade cell id: (score, max_score)} from nbgrader's gradebook."""
+def cell_scores(course, student, name, autograded=True):
+    """{grade cell id: (score, max_score)} from nbgrader's gradebook: the autograded cells, or (with
+    ``autograded=False``) the written derivation, {id: (score, max_score, needs_manual_grade)}."""
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="minibert") as gb:
         nb = gb.find_submission_notebook(name, name, student)
-        return {g.name: (g.score, g.max_score) for g in nb.grades}
+        if autograded:
+            return {g.name: (g.score, g.max_score) for g in nb.grades if "_test_" in g.name}
+        return {g.name: (g.score, g.max_score, g.needs_manual_grade) for g in nb.grades if "_test_" not in g.name}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_written_derivation_waits_for_a_hand_grade_and_an_untouched_one_scores_zero(course, name):
+    points = PROBLEMS[name].points
+    # the answers' copy holds the rubric, a changed cell: nbgrader leaves it to the instructor
+    assert cell_scores(course, "answers", name, autograded=False) == {f"{name}_derivation": (0, points, True)}
+    assert cell_scores(course, "untouched", name, autograded=False) == {f"{name}_derivation": (0, points, False)}
 
 
 def test_every_assignment_is_written_with_nbgrader_metadata(course):
@@ -115,7 +127,10 @@ def test_every_assignment_is_written_with_nbgrader_metadata(course):
         nb = nbformat.read(str(course / "source" / name / f"{name}.ipynb"), as_version=4)
         meta = [c.metadata["nbgrader"] for c in nb.cells]
         assert all(m["schema_version"] == 3 for m in meta)
-        tests = [m for m in meta if m["grade"]]
+        tests = [m for m in meta if m["grade"] and not m["solution"]]
+        written = [m for m in meta if m["grade"] and m["solution"]]  # the derivation, graded by hand
+        assert [m["grade_id"] for m in written] == [f"{name}_derivation"]
+        assert written[0]["points"] == PROBLEMS[name].points and not written[0]["locked"]
         assert [m["grade_id"].split("_test_", 1)[1] for m in tests] == \
             [gid(i) for i in G.items(name)], "one autograded cell per graded item"
         assert all(m["points"] > 0 and m["locked"] for m in tests)
@@ -161,7 +176,8 @@ def test_export_writes_the_grades_csv(course):
     rows = list(csv.DictReader(open(course / "grades.csv")))
     by = {(r["student_id"], r["assignment"]): r for r in rows}
     for name in NAMES:
-        possible = sum(G.points(name).values())
-        assert float(by["answers", name]["score"]) == float(by["answers", name]["max_score"]) == possible
+        possible = sum(G.points(name).values())  # autograded; the written derivation waits for a hand grade
+        assert float(by["answers", name]["score"]) == possible
+        assert float(by["answers", name]["max_score"]) == possible + PROBLEMS[name].points
         assert float(by["untouched", name]["score"]) == 0
         assert float(by["buggy", name]["score"]) == possible - len(BUGS[name][2])

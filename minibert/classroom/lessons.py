@@ -14,7 +14,12 @@ exercise, so :func:`show` has two modes:
 * **instructor** (``STUDENT = False``, the default): the source as it is.  CI runs the lessons this way.
 
 ``STUDENT`` starts from the environment variable ``MINIBERT_STUDENT`` (``1``/``true``/``yes``: student;
-unset, ``0``, ``false`` or ``no``: instructor); ``./run lessons`` sets it to ``1`` unless it is already set.
+unset, ``0``, ``false`` or ``no``: instructor); the student copies set it to ``1`` in their first cell.
+
+**The student copies** (``minibert lessons DIR``, :func:`write_lessons`; ``./run lessons`` opens them):
+every your-turn emptied, every answer cell "YOUR ANSWER HERE", every hidden test gone, as nbgrader's
+``generate_assignment`` does it, and refused if a line of any answer (:func:`answer_lines`) survives.
+A your-turn's check calls :func:`check`, which says right or wrong and where, never the expected value.
 A notebook may flip it (``lessons.STUDENT = False`` after the exercise is done), and ``show(...,
 student=...)`` overrides it for one call.
 """
