@@ -95,7 +95,8 @@ def course(tmp_path_factory):
         shutil.copytree(course / "release" / name, course / "submitted" / "untouched" / name)
         shutil.copytree(course / "source" / name, course / "submitted" / "buggy" / name)
         plant_bug(course / "submitted" / "buggy" / name / f"{name}.ipynb", name)
-    nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
+    log = nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
+    (course / "autograde.log").write_text(log)
     nbgrader(course, "generate_feedback", "--force", "--CourseDirectory.assignment_id=*",
              "--CourseDirectory.student_id=buggy")
     nbgrader(course, "export")
@@ -170,6 +171,16 @@ def test_a_planted_bug_loses_only_the_cells_of_the_arrays_it_breaks_and_feedback
     feedback = (course / "feedback" / "buggy" / name / f"{name}.html").read_text()
     for item in BUGS[name][2]:
         assert f"{item}: WRONG" in feedback, item
+
+
+def test_the_only_changed_attributes_are_the_checksums_of_the_untouched_releases_hidden_test_cells(course):
+    """nbgrader stores a locked cell's checksum with its hidden tests in (generate_assignment saves the
+    cells before ClearHiddenTests), so a handed-back release, without them, warns once per hidden-test
+    cell and gets the stored source back (docs/instructors_guide.md, step 5). The copies of the source
+    (``answers``, ``buggy``) hold the hidden tests and warn about nothing."""
+    warned = re.findall(r"Attribute '(\w+)' for cell (\S+) has changed", (course / "autograde.log").read_text())
+    hidden = [f"{name}_test_{gid(item)}" for name in NAMES for item in G.items(name)]
+    assert sorted(warned) == sorted(("checksum", cell) for cell in hidden)
 
 
 def test_export_writes_the_grades_csv(course):

@@ -197,7 +197,7 @@ print(f"masked keys: max |dZ| over [PAD] columns = {np.abs(dZ[1][..., mask[1] ==
 for name, a, b, hint in [("dq", dqh, lib_dq, "S = q k^T: which factor of the product multiplies dS, and from which side?"),
                          ("dk", dkh, lib_dk, "k enters S transposed: its gradient needs the transpose of dS"),
                          ("dv", dvh, lib_dv, "given above: if it is wrong, so is P")]:
-    check(name, a, b, hint + " (and dZ: the softmax backward needs P and one row sum of dP * P)",
+    check(name, a, b, hint + " (if dq and dk are both wrong, look at dZ first: differentiate one row of the softmax)",
           rtol=1e-10, atol=1e-12)
 for name in ours:
     check("d" + name, ours[name], lib[name], "it is computed from dq, dk, dv: fix those first", rtol=1e-10, atol=1e-12)
