@@ -93,7 +93,42 @@ def test_the_student_copies_are_what_nbgrader_itself_releases():
         theirs, _ = ClearSolutions().preprocess(nb, {})
         theirs, _ = ClearHiddenTests().preprocess(theirs, {})
         ours = lessons.student_notebook(nbformat.read(str(path), as_version=4))
-        assert [c.source.strip() for c in ours.cells[1:]] == [c.source.strip() for c in theirs.cells], path.name
+        keep = [lessons.INSTRUCTOR_ONLY not in c.metadata.get("tags", ()) for c in theirs.cells]
+        assert [c.source.strip() for c, k in zip(ours.cells[1:], keep) if k] == \
+            [c.source.strip() for c, k in zip(theirs.cells, keep) if k], path.name
+        assert all(c.source == lessons.INSTRUCTOR_ONLY_NOTE for c, k in zip(ours.cells[1:], keep) if not k)
+
+
+def test_a_cell_that_shows_a_your_turns_answer_is_in_the_instructors_copy_only():
+    # lesson 07d: the library's pre-LN layer is the answer of its your-turn (write the pre-LN forward)
+    nb = nbformat.read(str(ROOT / "notebooks" / "07d_pre_ln.ipynb"), as_version=4)
+    shown = [c.source for c in nb.cells if lessons.INSTRUCTOR_ONLY in c.metadata.get("tags", ())]
+    assert any("show(pre_ln_encoder_layer_forward" in s for s in shown)
+    copy = lessons.student_notebook(nb)
+    assert not any("show(pre_ln_encoder_layer" in c.source for c in copy.cells)
+
+
+def test_a_student_copy_runs_in_student_mode_and_no_output_holds_an_answer(tmp_path):
+    """Lesson 03's student copy, executed: `show` prints the exercises' TODOs (outputs are checked
+    against every answer line too), the your-turn stops at its stub, the check fails without printing
+    the expected value."""
+    nbclient = pytest.importorskip("nbclient")
+    import os
+    [path] = lessons.write_lessons(tmp_path, names=["03_attention"])
+    nb = nbformat.read(str(path), as_version=4)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="module://matplotlib_inline.backend_inline")
+    nbclient.NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") + "".join(str(v) for v in out.get("data", {}).values())
+                         + "\n".join(out.get("traceback", [])))
+    outputs = "\n".join(texts)
+    assert "TODO (sdpa_backward)" in outputs  # show() ran in student mode
+    assert lessons.leaks(outputs, ANSWERS) == []
+    assert "NotImplementedError" in outputs
+
 
 
 def test_write_lessons_refuses_to_overwrite_a_students_work(tmp_path):

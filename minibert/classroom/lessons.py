@@ -107,6 +107,8 @@ CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's defaul
 ANSWER_STUB = "YOUR ANSWER HERE"                             # nbgrader's default for a Markdown answer
 _BEGIN = {BEGIN_SOLUTION: "solution", BEGIN_HIDDEN: "hidden"}
 _END = {END_SOLUTION: "solution", END_HIDDEN: "hidden"}
+INSTRUCTOR_ONLY = "instructor-only"  # a cell tag: the student copy replaces the cell by a note
+INSTRUCTOR_ONLY_NOTE = "*(This cell is in the instructor's copy only: it shows the answer to the your-turn above.)*"
 STUDENT_SETUP = ("import os\n"
                  "os.environ[\"MINIBERT_STUDENT\"] = \"1\"  # the student copy: `show` hides every exercise's answer\n")
 
@@ -221,7 +223,8 @@ def _strip_regions(source):
 def student_notebook(nb):
     """The student copy of an instructor's lesson notebook (a new NotebookNode): every your-turn code
     cell's answer replaced by ``# YOUR CODE HERE / raise NotImplementedError()``, every answer cell of a
-    question by "YOUR ANSWER HERE", every hidden test left out, outputs cleared, and a first cell that
+    question by "YOUR ANSWER HERE", every hidden test left out, every cell tagged ``instructor-only``
+    replaced by a note, outputs cleared, and a first cell that
     switches :func:`show` to student mode (so the library's exercise code shows as its TODO)."""
     import copy
 
@@ -229,6 +232,11 @@ def student_notebook(nb):
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
+        if INSTRUCTOR_ONLY in cell.metadata.get("tags", ()):  # e.g. the library's answer to a your-turn
+            cell.cell_type, cell.source = "markdown", INSTRUCTOR_ONLY_NOTE
+            cell.metadata = {}
+            cell.pop("outputs", None), cell.pop("execution_count", None)
+            continue
         if cell.cell_type == "markdown":
             if meta.get("solution"):
                 cell.source = ANSWER_STUB

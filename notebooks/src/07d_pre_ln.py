@@ -104,14 +104,14 @@ print(f"right: your layer is pre_ln_encoder_layer_forward to {err:.0e}; the post
 # %% [markdown]
 # The library's pre-LN forward, to compare with yours:
 
-# %%
+# %% tags=["instructor-only"]
 show(pre_ln_encoder_layer_forward, "K = REFERENCE_OPS", "return out")
 
 # %% [markdown]
 # Its backward reads the forward bottom-up. Note the two `dx = dx + d...` lines: the gradient arriving
 # from above goes straight through, untouched, to the layer below.
 
-# %%
+# %% tags=["instructor-only"]
 show(pre_ln_encoder_layer_backward, "# forward: out", "return dx")
 
 # %% [markdown]
