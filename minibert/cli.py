@@ -11,6 +11,8 @@
     minibert demo     a one-minute tour: build a tiny BERT, gradient-check it, compare with transformers
     minibert exercises list | make OUTDIR | course DIR | check [NAME ...] [--dir D | --class D]
                       classroom exercises: write the student copies, grade them by gradient checks
+    minibert lessons DIR [LESSON ...] [--force]
+                      the lessons as a student gets them: every your-turn and question emptied
 
 The options of ``pretrain`` and ``finetune`` are made from the fields of ``PretrainConfig`` and
 ``FinetuneConfig`` (``minibert.config.option``): a default or a help text is written once, there.
@@ -107,6 +109,17 @@ def main(argv=None):
                    "heatmap, instead of printing the table")
     p.add_argument("text", help='e.g. "the [MASK] statement raises an exception ."')
     _add_exercises(sub)
+    p = sub.add_parser("lessons", help="write the student copies of the lessons (no answer in them)",
+                       description="Write every lesson notebook as a student gets it into DIR: each 'your turn' "
+                                   "and question emptied as nbgrader does (# YOUR CODE HERE / YOUR ANSWER HERE), "
+                                   "hidden tests left out, and the library's exercise code shown as its TODO. "
+                                   "Refuses a copy that would still hold a line of any answer. The instructor "
+                                   "copies are notebooks/ in the repository (./run lessons --instructor).")
+    p.add_argument("outdir", metavar="DIR", help="where to write the student copies (e.g. my_lessons)")
+    p.add_argument("names", nargs="*", metavar="LESSON", help="only these lessons, e.g. 03_attention (default: all)")
+    p.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR (a student's work!)")
+    p.add_argument("--from", dest="notebooks", default=None, metavar="NOTEBOOKS",
+                   help="the instructor's notebooks to copy (default: notebooks/ of the repository minibert runs from)")
     args = parser.parse_args(argv)
     try:
         if args.command == "pretrain":
@@ -128,6 +141,12 @@ def main(argv=None):
             return _exercises(args)
         elif args.command == "trace":
             return _trace(args)
+        elif args.command == "lessons":
+            from .classroom.lessons import write_lessons
+            written = write_lessons(args.outdir, names=args.names or None, force=args.force,
+                                    notebooks_dir=args.notebooks)
+            print(f"wrote {len(written)} student lesson(s) into {args.outdir} (answers left out)")
+            print(f"next: jupyter lab {args.outdir}")
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
             FloatingPointError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
@@ -185,7 +204,7 @@ def _exercises(args):
         written = write_course(args.outdir, names=args.names or None, force=args.force)
         print(f"wrote the nbgrader course {args.outdir}: {len(written)} assignment(s), "
               f"{', '.join(p.parent.name for p in written)}")
-        print(f"next: cd {args.outdir} && nbgrader generate_assignment --all  (docs/instructors_guide.md)")
+        print(f"next: cd {args.outdir} && nbgrader generate_assignment --force --CourseDirectory.assignment_id=*  (docs/instructors_guide.md)")
         return 0
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be positive, got {args.timeout}")

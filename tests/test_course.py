@@ -25,6 +25,7 @@ pytest.importorskip("nbgrader")
 from minibert.classroom import exercises as X  # noqa: E402
 from minibert.classroom import grader as G  # noqa: E402
 from minibert.classroom.course import solution_lines  # noqa: E402
+from minibert.classroom.derivations import PROBLEMS  # noqa: E402
 
 NAMES = list(X.EXERCISES)
 
@@ -94,19 +95,31 @@ def course(tmp_path_factory):
         shutil.copytree(course / "release" / name, course / "submitted" / "untouched" / name)
         shutil.copytree(course / "source" / name, course / "submitted" / "buggy" / name)
         plant_bug(course / "submitted" / "buggy" / name / f"{name}.ipynb", name)
-    nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
+    log = nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
+    (course / "autograde.log").write_text(log)
     nbgrader(course, "generate_feedback", "--force", "--CourseDirectory.assignment_id=*",
              "--CourseDirectory.student_id=buggy")
     nbgrader(course, "export")
     return course
 
 
-def cell_scores(course, student, name):
-    """{grade cell id: (score, max_score)} from nbgrader's gradebook."""
+def cell_scores(course, student, name, autograded=True):
+    """{grade cell id: (score, max_score)} from nbgrader's gradebook: the autograded cells, or (with
+    ``autograded=False``) the written derivation, {id: (score, max_score, needs_manual_grade)}."""
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="minibert") as gb:
         nb = gb.find_submission_notebook(name, name, student)
-        return {g.name: (g.score, g.max_score) for g in nb.grades}
+        if autograded:
+            return {g.name: (g.score, g.max_score) for g in nb.grades if "_test_" in g.name}
+        return {g.name: (g.score, g.max_score, g.needs_manual_grade) for g in nb.grades if "_test_" not in g.name}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_written_derivation_waits_for_a_hand_grade_and_an_untouched_one_scores_zero(course, name):
+    points = PROBLEMS[name].points
+    # the answers' copy holds the rubric, a changed cell: nbgrader leaves it to the instructor
+    assert cell_scores(course, "answers", name, autograded=False) == {f"{name}_derivation": (0, points, True)}
+    assert cell_scores(course, "untouched", name, autograded=False) == {f"{name}_derivation": (0, points, False)}
 
 
 def test_every_assignment_is_written_with_nbgrader_metadata(course):
@@ -115,7 +128,10 @@ def test_every_assignment_is_written_with_nbgrader_metadata(course):
         nb = nbformat.read(str(course / "source" / name / f"{name}.ipynb"), as_version=4)
         meta = [c.metadata["nbgrader"] for c in nb.cells]
         assert all(m["schema_version"] == 3 for m in meta)
-        tests = [m for m in meta if m["grade"]]
+        tests = [m for m in meta if m["grade"] and not m["solution"]]
+        written = [m for m in meta if m["grade"] and m["solution"]]  # the derivation, graded by hand
+        assert [m["grade_id"] for m in written] == [f"{name}_derivation"]
+        assert written[0]["points"] == PROBLEMS[name].points and not written[0]["locked"]
         assert [m["grade_id"].split("_test_", 1)[1] for m in tests] == \
             [gid(i) for i in G.items(name)], "one autograded cell per graded item"
         assert all(m["points"] > 0 and m["locked"] for m in tests)
@@ -157,11 +173,22 @@ def test_a_planted_bug_loses_only_the_cells_of_the_arrays_it_breaks_and_feedback
         assert f"{item}: WRONG" in feedback, item
 
 
+def test_the_only_changed_attributes_are_the_checksums_of_the_untouched_releases_hidden_test_cells(course):
+    """nbgrader stores a locked cell's checksum with its hidden tests in (generate_assignment saves the
+    cells before ClearHiddenTests), so a handed-back release, without them, warns once per hidden-test
+    cell and gets the stored source back (docs/instructors_guide.md, step 5). The copies of the source
+    (``answers``, ``buggy``) hold the hidden tests and warn about nothing."""
+    warned = re.findall(r"Attribute '(\w+)' for cell (\S+) has changed", (course / "autograde.log").read_text())
+    hidden = [f"{name}_test_{gid(item)}" for name in NAMES for item in G.items(name)]
+    assert sorted(warned) == sorted(("checksum", cell) for cell in hidden)
+
+
 def test_export_writes_the_grades_csv(course):
     rows = list(csv.DictReader(open(course / "grades.csv")))
     by = {(r["student_id"], r["assignment"]): r for r in rows}
     for name in NAMES:
-        possible = sum(G.points(name).values())
-        assert float(by["answers", name]["score"]) == float(by["answers", name]["max_score"]) == possible
+        possible = sum(G.points(name).values())  # autograded; the written derivation waits for a hand grade
+        assert float(by["answers", name]["score"]) == possible
+        assert float(by["answers", name]["max_score"]) == possible + PROBLEMS[name].points
         assert float(by["untouched", name]["score"]) == 0
         assert float(by["buggy", name]["score"]) == possible - len(BUGS[name][2])

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "instructors_guide.md"
-TESTS = [ROOT / "tests" / "test_course.py", ROOT / "tests" / "test_exercises.py"]
+TESTS = [ROOT / "tests" / "test_course.py", ROOT / "tests" / "test_exercises.py", ROOT / "tests" / "test_student_copies.py"]
 
 
 def guide_commands():
@@ -36,7 +36,7 @@ def guide_commands():
 def required_tokens(tokens):
     """What a test must pass for the command: ``exercises SUB`` for minibert, ``SUB`` for nbgrader, and
     every option (without its value unless written ``--opt=value``)."""
-    words = tokens[1:3] if tokens[0] == "minibert" else tokens[1:2]
+    words = tokens[1:3] if tokens[0] == "minibert" and tokens[1] == "exercises" else tokens[1:2]
     return set(words) | {t for t in tokens if t.startswith("--")}
 
 
@@ -100,3 +100,54 @@ def test_no_lab_comes_before_its_lesson_and_every_lesson_exists():
             assert after[name] in taught, f"the lab {name} comes before lesson {after[name]}"
             seen_lab.add(name)
     assert seen_lab == set(after), set(after) - seen_lab
+
+
+# ---- the derivations, the students' set-up, the primer, the timings --------------------------------------
+
+def test_the_derivation_points_and_rubrics_are_the_course_generators():
+    from minibert.classroom.derivations import PROBLEMS
+    text = GUIDE.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \d+ \| `(\w+)` \| [^|]+ \| (\d+) \| \w+ \| \d+ \|$", text, re.M)
+    assert [n for n, _ in rows] == list(PROBLEMS)
+    for name, pts in rows:
+        assert int(pts) == PROBLEMS[name].points == sum(p for p, _ in PROBLEMS[name].rubric), name
+    rubrics = text[text.index("## Rubrics for the written derivations"):]
+    for name, problem in PROBLEMS.items():
+        assert f"**`{name}`** ({problem.points} points)" in rubrics, name
+        for pts, what in problem.rubric:
+            assert f"- {pts}: {what}" in rubrics, (name, what)
+    assert PROBLEMS["attention"].points > PROBLEMS["linear"].points  # points follow difficulty
+
+
+def test_every_session_has_its_goals_key_points_demo_and_misconceptions():
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text[text.index("## Running the sessions"):text.index("## Rubrics for the written derivations")]
+    days = re.split(r"\n\*\*Day \d+ ", section)[1:]
+    assert len(days) == 10
+    for day in days:
+        for part in ("*Goals:*", "*Key points:*", "*Live demo:*", "*Misconceptions:*"):
+            assert part in day, (day[:40], part)
+
+
+def test_the_guide_links_the_primer_the_grading_page_and_states_the_light_install():
+    text = GUIDE.read_text(encoding="utf-8")
+    assert "(math_primer.md)" in text and (ROOT / "docs" / "math_primer.md").is_file()
+    assert "(grading.md)" in text  # the integrity page (what is prevented, flagged, not)
+    assert 'pip install "minibert[lessons]"' in text and "SIZE_PLACEHOLDER" not in text
+    assert re.search(r"`minibert\[lessons\]` measured [\d.]+ (MB|GB)", text)
+
+
+def test_the_lessons_extra_holds_no_book_or_test_tool():
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    extras = next(ast.literal_eval(k.value) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  for k in node.keywords if k.arg == "extras_require")
+    heavy = ("torch", "transformers", "nbgrader", "playwright", "mkdocs", "pytest", "hypothesis", "minibert[")
+    assert extras["lessons"] and not [r for r in extras["lessons"] if r.startswith(heavy)]
+
+
+def test_the_clis_hint_after_course_is_a_command_of_the_guide(tmp_path, capsys):
+    from minibert.cli import main
+    assert main(["exercises", "course", str(tmp_path / "c"), "linear"]) == 0
+    printed = capsys.readouterr().out
+    hint = re.search(r"&& (nbgrader [^(]+?)\s+\(", printed).group(1)
+    assert hint in [c for c, _ in COMMANDS], hint

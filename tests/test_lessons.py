@@ -6,6 +6,7 @@ and keep the TODO, in instructor mode (CI's) show the source as it is."""
 import importlib
 import inspect
 
+import numpy as np
 import pytest
 
 from minibert.classroom import lessons
@@ -85,7 +86,7 @@ def test_student_show_hides_every_answer_of_every_exercise(exercise, fn):
 
 def test_student_show_cuts_a_snippet_after_hiding_so_a_region_is_never_cut_in_half():
     text = lessons.source(linear.linear_backward, "# forward: out", "return dx", student=True)
-    assert text.startswith("    # forward: out = x @ w.T + b") and "return dx, dw, db" in text
+    assert text.startswith("    # forward: out[n, o] = sum_i x[n, i] w[o, i] + b[o]") and "return dx, dw, db" in text
     assert "dx = dout @ w" not in text
 
 
@@ -97,3 +98,36 @@ def test_show_names_the_missing_line_when_a_snippet_cannot_be_found():
 def test_a_function_without_an_exercise_is_shown_as_it_is_in_both_modes():
     from minibert.models import BertModel
     assert lessons.source(BertModel.backward, student=True) == lessons.source(BertModel.backward, student=False)
+
+
+# ---- lessons.check: a your-turn's check says right or wrong, never the expected value -----------------
+
+@pytest.mark.parametrize("yours, expected, says", [
+    (5, 3, "too large"), (2.0, 3.0, "too small"), (-3.0, 3.0, "the wrong sign"),
+    ("##ug", "##gs", "not the right one"),
+    (["un", "##aff"], ["una", "##ff"], "your piece 0 ('un') is wrong"),
+    (["una"], ["una", "##ff"], "too few pieces"),
+    (np.zeros((2, 3)), np.zeros((2, 4)), "wrong shape (2, 3): axis 1 is wrong"),
+    (np.zeros((2, 3, 1)), np.zeros((2, 3)), "3 axes, too many"),
+    (np.arange(9.).reshape(3, 3), np.arange(9.).reshape(3, 3).T, "the transpose of the right answer"),
+    (-np.arange(1., 5.), np.arange(1., 5.), "every one has the wrong sign"),
+    (np.array([1., 2., 9.]), np.array([1., 2., 3.]), "1 of 3 entries wrong (first at index (2,)), all too large"),
+    (np.array([[True, False]]), np.array([[True, True]]), "1 of 2 entries wrong (first at index (0, 1))"),
+])
+def test_check_says_where_it_is_wrong_without_the_expected_value(yours, expected, says):
+    with pytest.raises(AssertionError) as e:
+        lessons.check("x", yours, expected, "a hint")
+    message = str(e.value)
+    assert says in message and message.endswith("Hint: a hint")
+    shown = {repr(expected), str(expected), str(np.asarray(expected))}
+    assert not any(s in message for s in shown if len(s) > 1), message
+
+
+def test_check_says_right_within_its_tolerance(capsys):
+    lessons.check("lr", 5e-3 / 40, 1.25e-4)
+    lessons.check("loss", 1.09, 1.0986, rtol=0, atol=0.05)
+    lessons.check("shape", (2, 5, 7), (2, 5, 7))
+    lessons.check("mask", np.eye(3, dtype=bool), np.eye(3) == 1)
+    assert capsys.readouterr().out.splitlines() == ["lr: right", "loss: right", "shape: right", "mask: right"]
+    with pytest.raises(AssertionError, match="loss: too large"):
+        lessons.check("loss", 1.2, 1.0986, rtol=0, atol=0.05)

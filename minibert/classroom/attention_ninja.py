@@ -224,7 +224,7 @@ def attention_steps_backward(dout, c):
 def softmax_fused_backward(dP, P):
     """Steps 4 to 9 in one line: dZ (B, A, T, T) from dP and P = softmax(Z) alone."""
     # TODO: take your steps 4-9 and simplify on paper: write dZ_j in terms of P and dP.
-    #   hint: the max path contributes exactly zero; what is left is P times (dP minus one number per row).
+    #   hint: substitute each step into the next; sum_j P_j = 1 simplifies what is left.
     ### BEGIN SOLUTION
     dZ = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
     ### END SOLUTION

@@ -4,12 +4,16 @@ Writes a complete nbgrader course directory, generated from the library's own so
 
     DIR/nbgrader_config.py
     DIR/source/<assignment>/<assignment>.ipynb      one assignment per exercise, in the suggested order
+    DIR/derivations/<assignment>.md                 the worked derivation: feedback, after grading
 
 Each notebook reads as a lesson, top to bottom:
 
 * a Markdown cell with the assignment, its points and how it is graded (read-only);
-* the derivation, ``docs/backward/<page>.md``, as Markdown (read-only), with any code block that
-  quotes an answer left out;
+* the problem (read-only): the forward, its computational graph and the shapes, what to derive and
+  hints that never state the result (``derivations.py``); then the **written derivation**, a manually
+  graded answer cell worth the problem's points, holding the instructor's rubric (the release replaces
+  it by "YOUR ANSWER HERE").  The worked derivation, ``docs/backward/<page>.md``, is not in the
+  notebook: ``write_course`` puts it in ``DIR/derivations/``, the feedback released after grading;
 * the exercise's source file, one cell per top-level function: a function with a ``### BEGIN
   SOLUTION`` region is an nbgrader *solution* cell holding exactly the library's code between the
   markers (nbgrader's ``generate_assignment`` replaces it by ``raise NotImplementedError()``), every
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from .exercises import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, EXERCISES, exercise_names,
                         parse_regions, source_path, source_text)
+from .derivations import PROBLEMS, problem_markdown, rubric_markdown
 from .grader import grade_module, item_scores, items, points
 
 # docs/ of the repository; an installed wheel holds it as minibert/docs (setup.py)
@@ -65,7 +70,7 @@ EPILOGUES = {"encoder_layer": [
      "`attention_backward`, ...) in the namespace too, or pass the directory of your exercise files: "
      "`capstone.train_side_by_side(\"my_exercises/\")`."),
     ("code", "import os\nimport types\n\nfrom minibert.classroom import capstone\n\n"
-     f"STEPS = int(os.environ.get({CAPSTONE_STEPS_VARIABLE!r}, \"300\"))  # a few hundred steps: a minute or two\n"
+     f"STEPS = int(os.environ.get({CAPSTONE_STEPS_VARIABLE!r}, \"300\"))  # 300 steps: about 7 s of CPU (2-core AMD EPYC)\n"
      "yours = types.SimpleNamespace(encoder_layer_forward=encoder_layer_forward,\n"
      "                              encoder_layer_backward=encoder_layer_backward, __name__=\"your encoder layer\")\n"
      "run = capstone.train_side_by_side(yours, steps=STEPS)\n"
@@ -78,10 +83,11 @@ EPILOGUES = {"encoder_layer": [
 
 def _meta(kind, grade_id, points=0):
     """nbgrader's cell metadata (schema 3) for a cell of ``kind``: "solution", "test" (autograded,
-    with points) or "given" (read-only)."""
-    m = {"grade": kind == "test", "grade_id": grade_id, "locked": kind != "solution",
-         "schema_version": 3, "solution": kind == "solution", "task": False}
-    if kind == "test":
+    with points), "written" (a manually graded answer, with points: the written derivation) or "given"
+    (read-only)."""
+    m = {"grade": kind in ("test", "written"), "grade_id": grade_id, "locked": kind not in ("solution", "written"),
+         "schema_version": 3, "solution": kind in ("solution", "written"), "task": False}
+    if kind in ("test", "written"):
         m["points"] = points
     return {"nbgrader": m}
 
@@ -129,21 +135,33 @@ def _chunks(text):
 
 
 def _derivation(name, answers):
-    """The exercise's derivation page as Markdown, each fenced code block that quotes an answer line
-    replaced by a note (the release must not hold a single line of the solution)."""
+    """The exercise's worked derivation, ``docs/backward/<page>.md``, as Markdown: the feedback released
+    after grading (``write_course`` writes it to ``DIR/derivations/``).  Each fenced code block that
+    quotes a line of ``answers`` (the other exercises' answers: attention.md, the ninja's feedback, holds
+    the ``attention`` assignment's code) is replaced by a note."""
     path = DOCS_DIR / EXERCISES[name].docs
     if not path.is_file():
         return f"(The derivation is `docs/{EXERCISES[name].docs}` in minibert's repository.)"
     text = path.read_text(encoding="utf-8")
-    answers = set(answers)
+    from .lessons import _normalise
+    answers = {_normalise(a) for a in answers}
 
     def block(m):
         body = m.group(0)
-        if any(l.strip() in answers for l in body.splitlines()):
+        if any(_normalise(l) in answers for l in body.splitlines() if _normalise(l)):
             return "*(code block left out: it is the code you write below)*"
         return body
     text = re.sub(r"^```.*?^```[ \t]*$", block, text, flags=re.S | re.M)
     return text
+
+
+_WORKED = re.compile(r"(?:``)?docs/backward/\w+\.md(?:``)?(?: and (?:``)?docs/backward/\w+\.md(?:``)?)?")
+
+
+def _without_worked_derivation(text):
+    """``text`` with every pointer to a worked derivation (``docs/backward/*.md``) replaced: in the
+    course the student derives first, and the worked page is the feedback after grading."""
+    return _WORKED.sub("the derivation you write above (the worked one comes with your feedback)", text)
 
 
 def notebook(name, number=0):
@@ -152,7 +170,6 @@ def notebook(name, number=0):
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
     ex = EXERCISES[name]
     text = source_text(name)
-    answers = solution_lines(text)
     pts = points(name)
     cells = []
 
@@ -169,7 +186,10 @@ def notebook(name, number=0):
     table = "\n".join(f"| `{item}` | {p} |" for item, p in pts.items())
     md(f"# Assignment {number}: {ex.title}\n\n"
        f"Exercise `{name}` of minibert, the very code of `{ex.module.replace('.', '/')}.py`.\n\n"
-       "**What to do.** Read the derivation below, then fill in every cell that says `# YOUR CODE HERE` "
+       "**What to do.** First derive: the problem below gives the forward, its computational graph and the "
+       "shapes; write the derivation in the answer cell under it (graded by hand, "
+       f"{PROBLEMS[name].points} points). "
+       "Then fill in every cell that says `# YOUR CODE HERE` "
        "(the `# TODO` above it says what to compute, the `hint:` lines how). Keep the functions' names, "
        "arguments and caches: the grader calls them. Run the *visible check* cell: it prints every "
        "array's relative error next to the range it must fall in (a correct float64 gradient is below "
@@ -178,14 +198,18 @@ def notebook(name, number=0):
        "library's own table, hidden cases included) and compare every array with the reference and with "
        "finite differences. Each array is worth its own points, so one wrong gradient costs only its "
        f"points. Write your own code: a function imported from minibert scores zero.\n\n"
-       f"| graded item | points |\n|---|---|\n{table}\n| **total** | **{sum(pts.values())}** |\n",
+       f"| graded item | points |\n|---|---|\n| written derivation (by hand) | {PROBLEMS[name].points} |\n"
+       f"{table}\n| **total** | **{sum(pts.values()) + PROBLEMS[name].points}** |\n",
        f"{name}_intro")
-    md(_derivation(name, answers), f"{name}_derivation")
+    md(problem_markdown(name), f"{name}_problem")
+    answer = new_markdown_cell(rubric_markdown(name))  # a manually graded answer: the release empties it
+    answer.metadata.update(_meta("written", f"{name}_derivation", PROBLEMS[name].points))
+    cells.append(answer)
     test_fn = f"test_{name}"
     for piece_name, node, piece in _chunks(text):
         if piece_name == "main" or piece.startswith("if __name__"):
             continue
-        piece = _drop_hidden(piece)
+        piece = _without_worked_derivation(_drop_hidden(piece))
         if piece_name == test_fn:
             md("## The visible check\n\nRun it after each function you write: it prints each array's "
                "relative error next to the range it should fall in, and fails naming the wrong ones.",
@@ -230,6 +254,12 @@ def write_course(outdir, names=None, force=False):
     for name, target in zip(names, targets):
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook(name, order.index(name) + 1), str(target))
+    # the worked derivations: feedback after grading, kept out of source/ so nbgrader never releases them
+    feedback = outdir / "derivations"
+    feedback.mkdir(exist_ok=True)
+    for name in names:
+        others = {line for other in EXERCISES if other != name for line in solution_lines(source_text(other))}
+        (feedback / f"{name}.md").write_text(_derivation(name, others), encoding="utf-8")
     return targets
 
 

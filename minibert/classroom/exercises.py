@@ -194,8 +194,11 @@ def _student_readme(names):
     rows = "\n".join(f"| `{n}.py` | {EXERCISES[n].title} | `docs/{EXERCISES[n].docs}` |" for n in names)
     return f"""# minibert exercises
 
-Write BERT's backward passes yourself. In each file, replace every `raise NotImplementedError(...)` by
-your code; the `# TODO` above it says what to compute, the `hint:` lines how. Then:
+Write BERT's backward passes yourself. **Derive first, on paper**: each function's docstring and the
+`# forward:` comments give the forward and the shapes; write one entry of the output, differentiate it,
+sum what the chain rule touches, and check every result's shape (minibert's `docs/math_primer.md`).
+Then, in each file, replace every `raise NotImplementedError(...)` by your code; the `# TODO` above it
+says what to compute, the `hint:` lines what to differentiate. Then:
 
 ```bash
 python linear.py                          # the checks in the file: float64 gradient checks
@@ -205,9 +208,10 @@ minibert exercises check --dir .          # every exercise
 
 The grade prints one line per array, `name | exact | approx | maxdiff`, then the relative error
 against the reference and against finite differences: a correct float64 gradient is below 1e-7
-(typically 1e-10), a wrong one around 1e-2 or worse. The derivations are in minibert's `docs/backward/`.
+(typically 1e-10), a wrong one around 1e-2 or worse. The worked derivations are in minibert's
+`docs/backward/`: compare yours with them *after* you have derived it.
 
-| file | exercise | read first |
+| file | exercise | the worked derivation, for after |
 |---|---|---|
 {rows}
 

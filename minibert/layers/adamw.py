@@ -16,9 +16,11 @@ def adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step_size, bc2
     The numba twin is ``minibert/kernels/adamw.py``."""
     # TODO: the update, in place (p, m and v are the optimizer's own arrays: write into them, p -= ...):
     #       decoupled weight decay, then the two moments, then the bias-corrected step.
-    #   hint: decay first, p *= 1 - lr * weight_decay (only when weight_decay is not 0).
-    #   hint: m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2 (torch writes m's as a lerp, m += (1 - b1)(g - m)).
-    #   hint: p <- p - step_size * m / (sqrt(v) / bc2_sqrt + eps): eps is added after the correction of v.
+    #   hint: decay first: it shrinks p by the factor lr * weight_decay of itself, and never touches g
+    #         (skip it when weight_decay is 0).
+    #   hint: m and v are running means of g and of g squared, updated in place (m += ..., v *= ...).
+    #   hint: the step is the update rule of the docstring's t-th step with step_size and bc2_sqrt given;
+    #         eps is added after v's bias correction (torch's order), not before.
     ### BEGIN SOLUTION
     if weight_decay:
         p *= 1 - lr * weight_decay

@@ -44,7 +44,7 @@ def cross_entropy_backward(dloss, cache):
     probs, safe, counted, count = cache
     # forward: loss = sum over counted n of -log p[n, label_n], divided by count
     # TODO: dlogits (N, V).
-    #   hint: for one row, d(-log p_label)/dz_j = p_j - [j == label]  (derive it: it is two lines).
+    #   hint: for one row, differentiate -log p_label = -z_label + log(sum_k exp(z_k)) with respect to z_j.
     #   hint: then scale by dloss / max(count, 1), and zero the rows that were not counted.
     #   hint: copy probs before changing it: the cache must survive a second backward.
     ### BEGIN SOLUTION

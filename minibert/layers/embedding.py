@@ -30,7 +30,7 @@ def embedding_backward(dout, cache, padding_idx=None):
     ids, V = cache
     C = dout.shape[-1]
     dw = np.zeros((V, C), dtype=dout.dtype)
-    # forward: out = w[ids]; every position adds its gradient into the row it read
+    # forward: out[b, t] = w[ids[b, t]] (a row lookup); every position adds its gradient into the row it read
     # TODO: scatter-add dout into dw, then zero the padding row if padding_idx is given.
     #   hint: dw[ids] += dout looks right and is wrong for a repeated id: try it with ids = [[3, 3]].
     #   hint: np.add.at(target, indices, values) accumulates every one (flatten ids and dout first).

@@ -41,8 +41,8 @@ def layernorm_backward(dout, cache):
     # forward: norm = (x - mean) * rstd, where mean and rstd both depend on every x in the row.
     # TODO: dx (..., C) from dnorm, norm and rstd.
     #   hint: three paths from x_i to the loss: directly, through the mean, through rstd.
-    #   hint: d mean/dx_i = 1/C;  d rstd/dx_i = -rstd^2 * norm_i / C  (derive it from var).
-    #   hint: the result is rstd times dnorm minus two row means (keepdims=True); see the docs page.
+    #   hint: differentiate mean and rstd with respect to one x_i first (rstd through var).
+    #   hint: collect the terms: two row sums over C appear (keepdims=True keeps them broadcastable).
     ### BEGIN SOLUTION
     dx = rstd[..., None] * (dnorm
                             - dnorm.mean(axis=-1, keepdims=True)

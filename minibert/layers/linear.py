@@ -15,7 +15,7 @@ def linear_forward(x, w, b):
     Returns ``out, cache`` with ``cache = (x, w)``: the input is needed for ``dW`` and the weight for
     ``dx``; both are references, not copies.
     """
-    # TODO: out = x @ w.T + b, for any number of leading dims in x.
+    # TODO: the forward, out[n, o] = sum_i x[n, i] w[o, i] + b[o], for any number of leading dims in x.
     #   hint: @ treats every axis but the last two as a batch axis; b broadcasts over rows.
     ### BEGIN SOLUTION
     out = x @ w.T + b  # (..., O)
@@ -27,7 +27,7 @@ def linear_backward(dout, cache):
     """(..., O) -> dx (..., I), dw (O, I), db (O,)"""
     x, w = cache
     O, I = w.shape
-    # forward: out = x @ w.T + b
+    # forward: out[n, o] = sum_i x[n, i] w[o, i] + b[o]
     # TODO: the three gradients dx, dw, db.
     #   hint: write one element, out[n, o] = sum_i x[n, i] w[o, i] + b[o], and differentiate it.
     #   hint: each gradient has the shape of what it is the gradient of: let the shapes pick the product.

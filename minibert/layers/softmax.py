@@ -30,7 +30,8 @@ def softmax_backward(dp, cache):
     p = cache
     # forward: p_i = e_i / sum_j e_j
     # TODO: dx, from dp and the cached p alone.
-    #   hint: the Jacobian of one row is dp_i/dz_j = p_i (delta_ij - p_j).
+    #   hint: differentiate p_i with respect to z_j for one row, the cases i = j and i != j apart
+    #         (log p_i is easier to differentiate than p_i).
     #   hint: never build that K x K matrix: its product with dp needs one inner product per row,
     #         <dp, p> (sum over the last axis, keepdims=True).
     ### BEGIN SOLUTION

@@ -28,24 +28,37 @@
 # 3. **check**: a gradient check or a parity test, printing the error next to the range it should fall in;
 # 4. **see**: a plot;
 # 5. **your turn**: at least one cell where you write a line, predict a value or change a setting,
-#    checked by the cell after it, and a few questions at the end (the instructor's answers are folded
-#    under each: try first). When a lesson shows a layer whose backward is an exercise, `./run lessons`
-#    shows its TODO instead of the answer (`notebooks/README.md` says how and why).
+#    checked by the cell after it (it says right or wrong, and where it is wrong a hint in words, never
+#    the expected value), and a few questions at the end. `./run lessons` opens your copies
+#    (`minibert lessons my_lessons`): every your-turn and answer cell is empty, and a layer whose
+#    backward is an exercise shows its TODO instead of the answer (`notebooks/README.md` says how).
 #
 # | lesson | topic |
 # |---|---|
 # | 00 | this map |
 # | 01 | tokenization and input representation: BasicTokenizer, WordPiece, `[CLS] A [SEP] B [SEP]`, segments, padding |
+# | 01b | training a WordPiece vocabulary merge by merge: frequency against likelihood |
 # | 02 | embeddings: word + segment + position, LayerNorm, the scatter-add backward |
 # | 03 | scaled dot-product and multi-head attention on a real sentence, the backward piece by piece |
 # | 04 | LayerNorm, GELU (exact vs tanh) and the feed-forward network |
 # | 05 | one encoder layer: residuals, post-LN, how gradients flow through the stack |
 # | 06 | the MLM and NSP heads and their losses: only masked positions, tied weights |
 # | 07 | pretraining a tiny BERT: curves, fill-mask before and after, attention maps |
+# | 07b | AdamW and the warmup/decay schedule, derived and plotted, and what each does to a real run |
+# | 07c | why bidirectional: the causal mask, and the same model trained both ways |
+# | 07d | post-LN (BERT) against pre-LN: gradient norms per layer, training at two learning rates |
+# | 08 | fine-tuning: the three heads against transformers, pretrained against random start |
+# | 08b | applications: token tagging, span QA, sentence pairs, each next to a baseline |
+# | 09 | a real pretrained BERT (all-MiniLM-L6-v2) in minibert: the same hidden states as transformers |
+# | 10 | scaling out: the same recipe on PyTorch, data-parallel training, bigger models |
+# | 11 | one sentence through every operation, forward then backward, with its numbers |
 #
-# Then write the backward passes yourself: `minibert exercises make my_exercises` writes the
-# exercises (linear, softmax, LayerNorm, GELU, cross-entropy, embedding, a "backprop ninja" pass
-# through attention, attention), and `minibert exercises check --dir my_exercises` grades them.
+# Then write the backward passes yourself: `minibert exercises make my_exercises` writes the eleven
+# exercises (`minibert exercises list`: linear, softmax, LayerNorm, GELU, cross-entropy, embedding, a
+# "backprop ninja" pass through attention, attention, AdamW, BERT's masking, and the capstone, a whole
+# encoder layer's backward with BERT pretrained on it), and `minibert exercises check --dir my_exercises`
+# grades them. In a course, the same exercises come as nbgrader assignments that ask for the derivation
+# first (`docs/instructors_guide.md`).
 
 # %% [markdown]
 # ## The repository
@@ -72,6 +85,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
+from minibert.classroom.lessons import check  # a your-turn's check: right or wrong, never the answer
 from minibert.gradcheck import numerical_gradient_at, rel_error
 
 minibert.set_backend("numpy")  # the lessons run the readable NumPy references
@@ -128,8 +142,8 @@ n_embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_si
 
 # %% nbgrader={"grade": true, "grade_id": "00-check-embedding-count", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 actual = sum(p.size for name, p, g in model.named_parameters() if name.startswith("bert.embeddings."))
-print(f"your count {n_embeddings:,}; the model's embedding arrays hold {actual:,} numbers")
-assert n_embeddings == actual, "not the model's count: three tables of C columns each, and LayerNorm's gain and bias"
+check("the embedding parameters", n_embeddings, actual,
+      "three tables of C columns each (how many rows has each?), and LayerNorm's gain and bias")
 
 # %% [markdown]
 # ## Check: the hand-written backward against finite differences

@@ -22,7 +22,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import check, show  # show: the library's own source; check: right or wrong
 from minibert.data.cpython_docs import load_default_corpus
 from minibert.data.tokenizer import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 
@@ -80,10 +80,8 @@ my_affx = ["[UNK]"]                # "aff", then nothing covers "x": the whole w
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "01-check-wordpiece", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-for word, mine in [("unaff", my_unaff), ("affx", my_affx)]:
-    print(f"{word:6} yours {mine}  the tokenizer's {wp.tokenize(word)}")
-assert my_unaff == wp.tokenize("unaff"), "longest prefix first, then the longest ##-piece from where it ended"
-assert my_affx == wp.tokenize("affx"), "what happens to a word when one part has no piece at all?"
+check("unaff", my_unaff, wp.tokenize("unaff"), "longest prefix first, then the longest ##-piece from where it ended")
+check("affx", my_affx, wp.tokenize("affx"), "what happens to a word when one part has no piece at all?")
 
 # %% [markdown]
 # "unaffable" starts with `una`, the longest prefix in the vocabulary, not `un`: the search takes the

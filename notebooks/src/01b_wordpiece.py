@@ -27,7 +27,7 @@ from collections import Counter
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.lessons import show
+from minibert.classroom.lessons import check, show
 from minibert.data import wordpiece
 from minibert.data.tokenizer import SPECIAL_TOKENS, BasicTokenizer, WordpieceTokenizer
 
@@ -175,10 +175,9 @@ first_likelihood_merge = "##gs"    # 5 / (20 * 5) = 0.05 beats ##u ##g: 20 / (36
 
 # %% nbgrader={"grade": true, "grade_id": "01b-check-likelihood", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 by_likelihood = train_stepwise(word_counts, 4, likelihood)
-print("yours:", repr(first_likelihood_merge), "  the trainer's:", repr(by_likelihood[0]))
-assert first_likelihood_merge == by_likelihood[0], \
-    "compute count(a, b) / (count(a) count(b)) for ##g ##s, ##u ##g, ##u ##n, b ##u ... and take the largest"
-print("right: the rare pair whose parts occur only together wins")
+check("the first likelihood merge", first_likelihood_merge, by_likelihood[0],
+      "compute count(a, b) / (count(a) count(b)) for ##g ##s, ##u ##g, ##u ##n, b ##u ... and take the largest")
+print("the rare pair whose parts occur only together wins")
 
 # %% [markdown]
 # The two trainers disagree from the first merge on:
@@ -189,9 +188,11 @@ print("likelihood (Google's, as the HF course describes it):", by_likelihood)
 
 # %% [markdown]
 # In the run made for this lesson, frequency built the common stems first (`##ug`, `##un`, `hug`, `pun`);
-# likelihood first glued the pieces that never appear apart (`##g ##s`, only in "hugs"), and then spent
-# three of its four merges on the 5 occurrences of "hugs" (`##ug`, `##ugs`, `hugs`; at merge 2 three
-# pairs tie at 1/36 and the text breaks the tie). On a real corpus that is the docstring's warning: a
+# likelihood first glued the pieces that never appear apart (`##g ##s`, only in "hugs"). At merge 2
+# all six pairs tie at 1/36 (every pair holds `##u`, seen 36 times, and its other part occurs only in
+# that pair), and the order of the text breaks the tie: `##ug`. Its other merges serve the 5
+# occurrences of "hugs": three of its four merges (`##gs`, `##ugs`, `hugs`) build one word seen 5
+# times. On a real corpus that is the docstring's warning: a
 # pair of two characters seen twice each, only together, scores $2/(2 \cdot 2) = 0.5$, far above a
 # frequent pair like `##in` + `##g`, so likelihood's first merges are rare oddities. On the Zen of Python:
 

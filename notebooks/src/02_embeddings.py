@@ -30,7 +30,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import check, show  # show: the library's own source; check: right or wrong
 from minibert import layers as L
 from minibert.data.synthetic import synthetic_vocabulary
 from minibert.gradcheck import check_layer, report_line
@@ -127,11 +127,10 @@ dWpos_used = dsum.sum(axis=0)                                                   
 # %% nbgrader={"grade": true, "grade_id": "02-check-segment-gradient", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 lib_seg = L.embedding_backward(dsum, (segs, 2))
 lib_pos = L.embedding_backward(dsum.sum(axis=0, keepdims=True), (np.arange(T)[None], maxT))
-from minibert.gradcheck import rel_error
-print(f"dWseg: rel_error {rel_error(dWseg, lib_seg):.1e}; dWpos: rel_error {rel_error(dWpos_used, lib_pos[:T]):.1e}  (expect ~1e-16)")
-assert dWseg.shape == (2, C) and dWpos_used.shape == (T, C), "shapes: (2, C) and (T, C)"
-np.testing.assert_allclose(dWseg, lib_seg, rtol=1e-12, atol=1e-12)
-np.testing.assert_allclose(dWpos_used, lib_pos[:T], rtol=1e-12, atol=1e-12)
+check("dWseg", dWseg, lib_seg, "row s adds the gradient of every position whose segment is s, over the batch "
+      "too: shape (2, C)", rtol=1e-12, atol=1e-12)
+check("dWpos", dWpos_used, lib_pos[:T], "row t adds the gradient at position t of every sequence: shape (T, C)",
+      rtol=1e-12, atol=1e-12)
 assert not lib_pos[T:].any(), "rows past T were read by no token"
 
 # %% [markdown]

@@ -7,9 +7,10 @@
 # linear projections of its vector. Token $i$ takes a weighted average of the values, weighted by how
 # well its query matches each key:
 #
-# $$S = \frac{q k^\top}{\sqrt{D}} + M, \qquad P = \text{softmax}_j(S), \qquad \text{ctx} = P\, v$$
+# $$S = q k^\top, \qquad S' = \frac{S}{\sqrt{D}}, \qquad Z = S' + M, \qquad P = \text{softmax}_j(Z), \qquad \text{ctx} = P\, v$$
 #
-# with $M$ the padding mask: 0 for a real key, a huge negative number for `[PAD]`, so its weight is
+# (the notation of [`docs/backward/attention.md`](../docs/backward/attention.md): $S$ the raw scores,
+# $S'$ the scaled ones, $Z$ the masked ones the softmax reads), with $M$ the padding mask: 0 for a real key, a huge negative number for `[PAD]`, so its weight is
 # exactly 0. There is no causal mask: every token sees both sides (BERT's *bidirectionality*).
 # **Multi-head**: the `C` features are split into `A` heads of `D = C / A`, each head attends on its
 # own, and the heads' contexts are concatenated and projected by $W_o$.
@@ -18,8 +19,10 @@
 # |---|---|---|---|
 # | 1 | $Q = XW_q^\top + b_q$ (and $K$, $V$) | `(B, T, C)` | $\bar X = \bar Q W_q + \bar K W_k + \bar V W_v$ (three paths) |
 # | 2 | split heads | `(B, A, T, D)` | merge heads (a permutation's inverse) |
-# | 3–5 | $S = s\,q k^\top + M$, $s = 1/\sqrt D$ | `(B, A, T, T)` | $\bar q = s\bar Z k$, $\bar k = s\bar Z^\top q$ |
-# | 6 | $P = \text{softmax}(Z)$ | `(B, A, T, T)` | $\bar Z = P \odot (\bar P - \text{rowsum}(\bar P \odot P))$ |
+# | 3 | $S = q k^\top$ | `(B, A, T, T)` | $\bar q$, $\bar k$ from $\bar S$: **your turn** below (a matrix product, as in the linear layer) |
+# | 4 | $S' = s\,S$, $s = 1/\sqrt D$ | `(B, A, T, T)` | $\bar S = s\,\bar S'$ |
+# | 5 | $Z = S' + M$ | `(B, A, T, T)` | $\bar S' = \bar Z$ ($M$ is a constant) |
+# | 6 | $P = \text{softmax}(Z)$ | `(B, A, T, T)` | $\bar Z$ from $\bar P$ and $P$: **your turn** below ([`softmax.md`](../docs/backward/softmax.md)) |
 # | 8 | $\text{ctx} = P v$ | `(B, A, T, D)` | $\bar P = \overline{\text{ctx}}\, v^\top$, $\bar v = P^\top \overline{\text{ctx}}$ |
 # | 9–10 | merge, $\text{out} = \text{Ctx}\,W_o^\top + b_o$ | `(B, T, C)` | $\overline{\text{Ctx}} = \overline{\text{out}}\,W_o$, $\bar W_o = \overline{\text{out}}^\top \text{Ctx}$ |
 #
@@ -35,7 +38,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import check, show  # show: the library's own source; check: right or wrong
 from minibert import layers as L
 from minibert.gradcheck import check_layer, report_line
 from minibert.training.plots import plot_attention
@@ -155,7 +158,8 @@ show(L.attention_backward)
 #
 # The cell below runs the backward of the table, from step 10 down to step 1. Three lines are yours:
 # $\bar Z$, the softmax's backward (row 6 of the table), and $\bar q$, $\bar k$, the backward of the
-# scores (rows 3–5; mind which of the two needs the transpose). The next cell compares every gradient with
+# scores (row 3; mind which of the two needs the transpose). Derive them on paper first: write one entry,
+# $S_{ij} = \sum_d q_{id} k_{jd}$, and differentiate it. The next cell compares every gradient with
 # the library's, and `minibert exercises` asks for the same lines in the `attention` exercise.
 
 # %% nbgrader={"grade": false, "grade_id": "03-your-turn-attention-backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -173,7 +177,7 @@ dvh = P.transpose(0, 1, 3, 2) @ dctx
 ### BEGIN SOLUTION
 dZ = P * (dP - (dP * P).sum(-1, keepdims=True))          # 6. softmax (the mask is a constant)
 ### END SOLUTION
-dS = dZ * scale                                          # 4. scale
+dS = dZ * scale                                          # 5. mask (a constant): dS' = dZ; 4. scale: dS = s dS'
 # TODO: dqh and dkh (B, A, T, D), from dS and the forward's qh, kh (3. S = q k^T)
 ### BEGIN SOLUTION
 dqh = dS @ kh                                            # 3. S = q k^T
@@ -191,10 +195,13 @@ for name, a, b in [("dq (sdpa)", dqh, lib_dq), ("dk (sdpa)", dkh, lib_dk), ("dv 
 for name in ours:
     print(report_line("d" + name, ours[name], lib[name]))
 print(f"masked keys: max |dZ| over [PAD] columns = {np.abs(dZ[1][..., mask[1] == 0]).max():.1e} (exactly 0)")
-for name, a, b in [("dq", dqh, lib_dq), ("dk", dkh, lib_dk), ("dv", dvh, lib_dv)]:
-    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} differs from the library's")
+for name, a, b, hint in [("dq", dqh, lib_dq, "S = q k^T: which factor of the product multiplies dS, and from which side?"),
+                         ("dk", dkh, lib_dk, "k enters S transposed: its gradient needs the transpose of dS"),
+                         ("dv", dvh, lib_dv, "given above: if it is wrong, so is P")]:
+    check(name, a, b, hint + " (if dq and dk are both wrong, look at dZ first: differentiate one row of the softmax)",
+          rtol=1e-10, atol=1e-12)
 for name in ours:
-    np.testing.assert_allclose(ours[name], lib[name], rtol=1e-10, atol=1e-12, err_msg=f"d{name} differs from the library's")
+    check("d" + name, ours[name], lib[name], "it is computed from dq, dk, dv: fix those first", rtol=1e-10, atol=1e-12)
 
 # %% [markdown]
 # Bit for bit the same (`exact: True`): we ran the very operations the library runs. Written in another

@@ -8,7 +8,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import check, show  # show: the library's own source; check: right or wrong
 from minibert import layers as L
 from minibert.gradcheck import check_layer
 
@@ -98,7 +98,7 @@ axes[1].plot(grid, (grid > 0).astype(float), ":", color="gray", label="ReLU")
 axes[1].set_title("their derivatives"), axes[1].legend()
 axes[2].plot(grid, L.gelu_tanh_forward(grid)[0] - L.gelu_forward(grid)[0], label="tanh − exact")
 axes[2].plot(grid, L.gelu_tanh_backward(ones, grid) - L.gelu_backward(ones, grid), "--", label="derivative: tanh − exact")
-axes[2].set_title("the two forms differ by ~1e-4"), axes[2].legend()
+axes[2].set_title("the two forms differ by up to ~5e-4 (derivatives ~9e-4)"), axes[2].legend()
 for ax in axes:
     ax.axhline(0, color="k", lw=0.5), ax.set_xlabel("x")
 fig.tight_layout()
@@ -164,10 +164,12 @@ more_dead_units = True       # wider h: many more units far in the negative tail
 # %% nbgrader={"grade": true, "grade_id": "04-check-gelu-slope", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 h_big, _ = L.linear_forward(tokens, rng.standard_normal((F, C)) * 0.2, np.zeros(F))
 slope, slope_big = (L.gelu_backward(np.ones_like(a), a) for a in (h, h_big))
+check("the mean slope at init 0.2", predicted_mean_slope, slope_big.mean(), "compare GELU'(x) and GELU'(-x)",
+      rtol=0, atol=0.02)
+check("more units with a slope below 0.1", more_dead_units, bool((slope_big < 0.1).mean() > (slope < 0.1).mean()),
+      "where does a wider h put more of its units: in the flat negative tail of GELU, or not?")
 print(f"init 0.02: std(h) {h.std():.2f}, mean GELU' {slope.mean():.3f}, slope < 0.1 for {(slope < 0.1).mean():.1%}")
 print(f"init 0.2:  std(h) {h_big.std():.2f}, mean GELU' {slope_big.mean():.3f}, slope < 0.1 for {(slope_big < 0.1).mean():.1%}")
-assert abs(slope_big.mean() - predicted_mean_slope) < 0.02, "compare GELU'(x) and GELU'(-x)"
-assert more_dead_units == bool((slope_big < 0.1).mean() > (slope < 0.1).mean())
 
 # %% [markdown]
 # ## Questions
@@ -190,7 +192,7 @@ assert more_dead_units == bool((slope_big < 0.1).mean() > (slope < 0.1).mean())
 # %% [markdown] nbgrader={"grade": true, "grade_id": "04-question-2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>
 #
-# Each activation moves by at most a few 1e-4, so the model still works, but it is no longer the function that was trained: parity with transformers at tight tolerances fails, and the error compounds a little through the layers. The mixed check's relative error is far above 1e-7: a backward that is not the derivative of the forward that ran is a real bug, however close the two forms look.
+# Each activation moves by at most about 5e-4, so the model still works, but it is no longer the function that was trained: parity with transformers at tight tolerances fails, and the error compounds a little through the layers. The mixed check's relative error is far above 1e-7: a backward that is not the derivative of the forward that ran is a real bug, however close the two forms look.
 #
 # </details>
 

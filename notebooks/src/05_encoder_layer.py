@@ -29,6 +29,7 @@ from minibert.classroom.lessons import show  # the library's own source: what yo
 from minibert import layers as L
 from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import check_layer, numerical_gradient_at, perturb_parameters, rel_error
+from minibert.layers.encoder_layer import encoder_layer_forward
 from minibert.models.bert import BertModel
 from minibert.data.dataset import PretrainingDataset
 
@@ -38,7 +39,7 @@ minibert.set_backend("numpy")
 # ## Implement: the model's layer, forward and backward side by side
 
 # %%
-show(BertModel.layer_function)  # which layer function runs, with the layer's 16 parameters
+show(encoder_layer_forward, "K = REFERENCE_OPS", "return out")
 
 # %%
 show(BertModel.layer_forward)
@@ -47,9 +48,10 @@ show(BertModel.layer_forward)
 show(BertModel.layer_backward)
 
 # %% [markdown]
-# Read the backward from the top: LN₂, then the FFN branch, then `dh = dh + dsum2` (the residual: `h`
-# went straight into the second sum too), LN₁, the attention branch, and `dx = dx + dsum1` (the first
-# residual). Parameter gradients are *accumulated* (`self._acc`) into `model.grads`: a backward adds,
+# The model calls `encoder_layer_backward` for each layer (the capstone exercise: your copy shows its
+# TODO). It reads the forward above from the bottom up, one sub-layer's backward per line of the forward,
+# and at each fork of the graph (a residual: a tensor that goes both into a branch and straight into
+# the sum) the gradients of the two paths add. Parameter gradients are *accumulated* (`self._acc`) into `model.grads`: a backward adds,
 # and only `zero_grad()` clears. What the forward keeps for the backward is an `EncoderLayerCache`, a
 # `NamedTuple` with one named field per part (`attention`, `attention_dropout`, `attention_norm`, `ffn`,
 # `ffn_dropout`, `ffn_norm`), so the backward reads `cache.ffn_norm`, never `cache[5]`.
@@ -95,18 +97,30 @@ for name, p, g in bert.named_parameters():
 print(f"worst parameter rel_error {worst:.1e}  (expect < 1e-7)")
 
 # %% [markdown]
-# The residual matters: drop the `+ dsum1` of `dx = dx + dsum1` and the gradient is wrong everywhere.
-# We can see it by subtracting the residual's share from the correct gradient; what is left, the path through
-# attention alone, is far from the finite differences:
+# The residual matters. A backward that forgets the first residual (the fork at `x`) computes the
+# gradient of another function: the layer in which `x` moves only through the attention branch, its
+# residual copy held fixed. Finite differences give that gradient from the forward alone; it is far from
+# the true one:
 
 # %%
-out, cache = layer_forward(x)
-dx_full = layer_backward(dy, cache)
-dsum2 = L.layernorm_backward(dy, cache.ffn_norm)[0]         # dropout is off: its backward is the identity
-dh = L.ffn_backward(dsum2, cache.ffn)[0] + dsum2
-dsum1 = L.layernorm_backward(dh, cache.attention_norm)[0]   # the residual's share of dx
-numeric = check_layer(layer_forward, lambda d, c: layer_backward(d, c) - dsum1, [x], ["dx"])["dx"]
-print(f"without the residual term: rel_error {numeric:.1e}  (a bug: far above 1e-7)")
+from minibert.gradcheck import numerical_gradient  # noqa: E402
+from minibert.layers.encoder_layer import PARAMETERS  # noqa: E402
+lp = {n: bert.params["encoder.layer.0." + name] for n, name in PARAMETERS.items()}
+x_fixed, x_attn = x.copy(), x.copy()   # the residual's copy of x (held fixed) and the attention branch's
+
+
+def without_first_residual():
+    a, _ = L.attention_forward(x_attn, lp["wq"], lp["bq"], lp["wk"], lp["bk"], lp["wv"], lp["bv"], lp["wo"], lp["bo"],
+                               mask_add, cfg.num_attention_heads)
+    h, _ = L.layernorm_forward(x_fixed + a, lp["ln1_w"], lp["ln1_b"], cfg.layer_norm_eps)
+    f, _ = L.ffn_forward(h, lp["w1"], lp["b1"], lp["w2"], lp["b2"], cfg.hidden_act)
+    return L.layernorm_forward(h + f, lp["ln2_w"], lp["ln2_b"], cfg.layer_norm_eps)[0]
+
+
+dx_forgotten = numerical_gradient(without_first_residual, x_attn, dy)
+dx_true = numerical_gradient(lambda: layer_forward(x)[0], x, dy)
+print(f"without the first residual: rel_error {rel_error(dx_forgotten, dx_true):.1e} against the true gradient "
+      "(a bug: far above 1e-7)")
 
 # %% [markdown]
 # ## See: gradient norms, layer by layer
@@ -208,7 +222,7 @@ assert np.isclose(ratio_wide, flows[0.5][0][1] / flows[0.5][5][1])
 # Write your answer in the cell below each question.
 
 # %% [markdown]
-# **Question 1.** Drop the residual term (the `+ dsum1` of `dx = dx + dsum1`) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
+# **Question 1.** Drop the first residual's term (the gradient that reaches `x` straight through the sum) from the layer's backward. The code still runs and every shape is right. What catches the bug, and why can no shape check?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "05-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>
@@ -232,8 +246,12 @@ assert np.isclose(ratio_wide, flows[0.5][0][1] / flows[0.5][5][1])
 # residual stream, each layer's backward is close to the identity path, and the gradient reaches
 # every layer at the same size (ratio ≈ 1). With wider initial weights the sub-layers dominate the
 # sums and the gradient no longer passes unchanged: at 0.5 it *grows* layer after layer on its way
-# down, by more than two orders of magnitude over six layers, so the bottom layers would take far
-# larger steps than the top ones. The parameter gradients (right) are of one size in every layer. Small
+# down, by more than two orders of magnitude over six layers. Under plain SGD the bottom layers would
+# then take far larger steps than the top ones; under Adam a bigger gradient does *not* mean a bigger
+# step (each weight moves by about the learning rate, whatever its gradient's size, lesson 07b), so
+# what the growth means there is a backward far from the identity: the same small step of a low layer
+# moves the output far more than a step of a top layer does. The parameter gradients (right) are of one
+# size in every layer. Small
 # initial weights, and a learning-rate warmup while they grow (minibert's training step, in `training/loop.py`, uses one), keep
 # post-LN BERT trainable; "pre-LN" Transformers (LayerNorm inside the residual branch) were designed
 # to avoid the problem.

@@ -33,7 +33,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minibert
-from minibert.classroom.lessons import show  # the library's own source: what you read is what runs
+from minibert.classroom.lessons import check, show  # show: the library's own source; check: right or wrong
 from minibert.data.synthetic import synthetic_corpus, synthetic_vocabulary
 from minibert.gradcheck import numerical_gradient_at, perturb_parameters, rel_error, report_line
 from minibert.models.bert import BertForPreTraining
@@ -138,13 +138,10 @@ times_more = batch["input_ids"].size / P                  # B*T rows instead of 
 
 # %% nbgrader={"grade": true, "grade_id": "06-check-logits-shape", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 every = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).prediction_logits
-print(f"prediction_logits: {every.shape} (yours {tuple(shape_without_labels)}); the loss reads ({P}, {V}): "
-      f"{times_more:.1f} times fewer decoder rows")
-assert tuple(shape_without_labels) == every.shape
-assert times_more > 1
-### BEGIN HIDDEN TESTS
-assert np.isclose(times_more, every.shape[0] * every.shape[1] / P)
-### END HIDDEN TESTS
+check("the shape of prediction_logits", tuple(shape_without_labels), every.shape,
+      "one row of V logits for every position of every sequence, padding included")
+check("how many times more rows", times_more, every.shape[0] * every.shape[1] / P,
+      "the rows of the decoder's product (every position), divided by the rows the loss reads", rtol=1e-6)
 
 # %% [markdown]
 # **2. Only labelled positions count.** Without labels the model returns logits at every position;
@@ -256,7 +253,7 @@ print("non-zero exactly at the predicted positions and [CLS]:",
 # %% [markdown] nbgrader={"grade": true, "grade_id": "06-question-1", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Instructor's answer</summary>
 #
-# The loss and every gradient would be scaled by $P/(BT)$, about 0.15 times the fraction of real tokens, and the factor would change from batch to batch with $P$ and the padding: a learning rate that depends on the batch, and a first loss no longer near $\ln V$. Adam normalises a constant scale away, but not its variation between batches; and comparing losses across runs with different padding would mislead. (d2l's bug went the other way: weights multiplied a loss already averaged, so padding had no effect.)
+# The loss and every gradient would be scaled by $P/(BT)$, about 0.15 times the fraction of real tokens, and the factor would change from batch to batch with $P$ and the padding: a learning rate that depends on the batch, and a first loss no longer near $\ln V$. Adam normalises a constant scale away, but not its variation between batches; and comparing losses across runs with different padding would mislead. (d2l's bug went the other way: its 0/1 weights multiplied a loss already averaged over every prediction slot, so the weights had no effect, and the padded slots, whose label is simply id 0, were trained on like real ones: the model learnt to predict id 0 at filler positions, and the loss mixed them in.)
 #
 # </details>
 

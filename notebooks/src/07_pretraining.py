@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 
 import minibert
 from minibert.data.synthetic import SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, synthetic_corpus
+from minibert.classroom.lessons import check  # a your-turn's check: right or wrong, never the answer
 from minibert.optim import clip_grad_norm, linear_warmup_decay
 from minibert.training.plots import plot_attention, smooth
 from minibert.data.dataset import PretrainingDataset
@@ -98,12 +99,12 @@ lr_last = 5e-3 * (400 - 399) / 361       # not 0: the last update still moves
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "07-check-schedule", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-for s, mine in [(0, lr_first), (40, lr_at_40), (399, lr_last)]:
-    print(f"update {s:3d}: yours {mine:.3e}, the schedule's {linear_warmup_decay(s, 400, 40, 5e-3):.3e}")
-assert np.isclose(lr_first, linear_warmup_decay(0, 400, 40, 5e-3))
-assert linear_warmup_decay(peak_update, 400, 40, 5e-3) == 5e-3
-assert np.isclose(lr_at_40, linear_warmup_decay(40, 400, 40, 5e-3))
-assert np.isclose(lr_last, linear_warmup_decay(399, 400, 40, 5e-3))
+check("the first update's rate", lr_first, linear_warmup_decay(0, 400, 40, 5e-3),
+      "updates count from s = 0: does the first one already move?")
+check("the peak's update", peak_update, next(s for s in range(400) if linear_warmup_decay(s, 400, 40, 5e-3) == 5e-3),
+      "which s makes (s + 1) / W equal to 1?")
+check("update 40's rate", lr_at_40, linear_warmup_decay(40, 400, 40, 5e-3), "s = 40 is already in the decay")
+check("the last update's rate", lr_last, linear_warmup_decay(399, 400, 40, 5e-3), "is S - s zero at s = 399?")
 
 # %% [markdown]
 # ## Train

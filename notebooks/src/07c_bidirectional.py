@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minibert
-from minibert.classroom.lessons import show
+from minibert.classroom.lessons import check, show
 from minibert.data.synthetic import SYNTHETIC_ADJECTIVE_OF, SYNTHETIC_ADJECTIVES, SYNTHETIC_TOPICS, SYNTHETIC_VERBS, \
     synthetic_corpus
 from minibert.data.pretraining import create_masked_lm_predictions, vocab_words_for_replacement
@@ -83,10 +83,10 @@ allowed = np.tril(np.ones((5, 5), dtype=bool))[None] & (mask[:, None, :] == 1)
 
 # %% nbgrader={"grade": true, "grade_id": "07c-check-mask", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 theirs = attention_mask_to_additive(mask, np.float64, causal=True)[:, 0]  # (2, 5, 5)
-print("row 1 of the library's mask (0 = attend, finfo.min = not):\n", np.where(theirs[1] == 0, "0", "min"))
-assert np.asarray(allowed).shape == (2, 5, 5), f"allowed must have shape (2, 5, 5), got {np.asarray(allowed).shape}"
-assert np.array_equal(np.asarray(allowed), theirs == 0), "not the library's mask: compare with the rows above"
-print("right: query i sees the keys j <= i that are not padding")
+check("allowed", np.asarray(allowed), theirs == 0,
+      "(batch, query i, key j): a key is allowed when it is not after the query AND not padding")
+print("query i sees the keys j <= i that are not padding; row 1 of the library's mask (0 = attend, finfo.min = not):\n",
+      np.where(theirs[1] == 0, "0", "min"))
 
 # %% [markdown]
 # Note the padded *queries* of row 1 (positions 3 and 4): they still see keys 0–2. Their outputs are
@@ -157,11 +157,11 @@ best_colour_bidirectional = 1.0       # the noun to the right decides it
 kitchen = SYNTHETIC_TOPICS["kitchen"]
 colours_seen = {SYNTHETIC_ADJECTIVE_OF[n] for n in kitchen}
 nouns_of = {c: [n for n in kitchen if SYNTHETIC_ADJECTIVE_OF[n] == c] for c in sorted(colours_seen)}
+check("the causal model's best", best_colour_causal, 1 / len(colours_seen),
+      "left of a colour there is only 'the'/'a' and earlier sentences: how many colours are equally likely?")
+check("BERT's best", best_colour_bidirectional, 1.0, "does every noun always have the same colour, right after it?")
 print("kitchen nouns by colour:", nouns_of)
-assert abs(best_colour_causal - 1 / len(colours_seen)) < 1e-9, \
-    "left of a colour there is only 'the'/'a' and earlier sentences: how many colours are equally likely?"
-assert best_colour_bidirectional == 1.0, "every noun always has the same colour, and it is right there"
-print("right: 1/4 for left-to-right, 1 for BERT; and 1/2 for nouns in both (two nouns per colour)")
+print("1/4 for left-to-right, 1 for BERT; and 1/2 for nouns in both (two nouns per colour)")
 
 # %%
 corpus = synthetic_corpus(400, seed=0, num_topics=1)

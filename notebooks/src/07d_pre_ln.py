@@ -15,7 +15,7 @@
 # \text{pre-LN:}\quad h = x + \mathrm{Attn}\big(\mathrm{LN}(x)\big).
 # $$
 #
-# Backward through the residual: post-LN gives $\partial L/\partial x = J_{\mathrm{LN}}^\top\,(I + J_{\mathrm{Attn}})^\top\,\partial L/\partial h$,
+# Backward through the residual: post-LN gives $\partial L/\partial x = (I + J_{\mathrm{Attn}})^\top J_{\mathrm{LN}}^\top\,\partial L/\partial h$ (the Jacobian of $h$ is $J_{\mathrm{LN}}(I + J_{\mathrm{Attn}})$, transposed in reverse order),
 # so the gradient goes through a LayerNorm's Jacobian in **every** layer on its way down; pre-LN gives
 # $\partial L/\partial x = \partial L/\partial h + (J_{\mathrm{Attn}} J_{\mathrm{LN}})^\top \partial L/\partial h$:
 # an **identity path** from the top of the stack to the bottom that no layer can shrink or scale. With
@@ -61,20 +61,10 @@ workdir = workdir_tmp.name
 show(encoder_layer_forward, "K = REFERENCE_OPS", "return out")
 
 # %% [markdown]
-# The experiment, `minibert/layers/pre_ln_encoder_layer.py`: the same kernels, the same parameters in the
-# same order (so `ln1_*` now normalises the attention's *input*), a different order:
-
-# %%
-show(pre_ln_encoder_layer_forward, "K = REFERENCE_OPS", "return out")
-
-# %% [markdown]
-# Its backward reads the forward bottom-up. Note the two `dx = dx + d...` lines: the gradient arriving
-# from above goes straight through, untouched, to the layer below.
-
-# %%
-show(pre_ln_encoder_layer_backward, "# forward: out", "return dx")
-
-# %% [markdown]
+# The experiment, `minibert/layers/pre_ln_encoder_layer.py`, runs the same kernels on the same parameters
+# in the same order (so `ln1_*` now normalises the attention's *input*), in the pre-LN order of the
+# derivation above. Before reading it:
+#
 # **Your turn.** Write the pre-LN layer's forward yourself (no dropout) from the three kernels
 # `layernorm_forward(x, w, b, eps)`, `attention_forward(x, wq, bq, wk, bk, wv, bv, wo, bo, mask_add, num_heads)`
 # and `ffn_forward(x, w1, b1, w2, b2)`; each returns `(output, cache)`. `p` holds the parameters by the
@@ -108,9 +98,22 @@ def my_pre_ln_layer(x, p, mask_add, num_heads, eps=1e-12):
 reference, _ = pre_ln_encoder_layer_forward(x, *(p[n] for n in PARAMETERS), mask_add, A)
 post, _ = encoder_layer_forward(x, *(p[n] for n in PARAMETERS), mask_add, A)
 err = rel_error(my_pre_ln_layer(x, p, mask_add, A), reference)
-print(f"your layer vs pre_ln_encoder_layer_forward: rel error {err:.1e} (expect < 1e-12)")
-print(f"the post-LN layer, same weights, differs by {rel_error(post, reference):.2f}: the order matters")
 assert err < 1e-12, "not the pre-LN layer: LN goes on the branch's input; the residual adds the un-normalised x (and h)"
+print(f"right: your layer is pre_ln_encoder_layer_forward to {err:.0e}; the post-LN layer, same weights, differs "
+      f"by {rel_error(post, reference):.2f}: the order matters")
+
+# %% [markdown]
+# The library's pre-LN forward, to compare with yours:
+
+# %% tags=["instructor-only"]
+show(pre_ln_encoder_layer_forward, "K = REFERENCE_OPS", "return out")
+
+# %% [markdown]
+# Its backward reads the forward bottom-up. Note the two `dx = dx + d...` lines: the gradient arriving
+# from above goes straight through, untouched, to the layer below.
+
+# %% tags=["instructor-only"]
+show(pre_ln_encoder_layer_backward, "# forward: out", "return dx")
 
 # %% [markdown]
 # ## Check

@@ -173,8 +173,9 @@ for name, (L, C) in {"tiny (minibert)": (2, 128), "mini (minibert)": (4, 256), "
     print(f"{name:16s} L={L:2d} C={C:4d}  {bert_parameters(L, C) / 1e6:6.1f} M parameters (V = 30,522)")
 
 # %% [markdown]
-# BERT-Base (110 M parameters) was pretrained on 3.3 billion words for a million steps of 256 sequences
-# of 512 tokens, on 16 TPU chips for four days. On the torch engine the recipe is the same command with
+# BERT-Base (110 M parameters) was pretrained on 3.3 billion words for a million steps of 256 sequences,
+# 90% of the steps on sequences of 128 tokens and the last 10% on 512 (attention's cost grows with T², so
+# the long sequences come only at the end, to learn the positions past 128), on 16 TPU chips for four days. On the torch engine the recipe is the same command with
 # a larger `--preset`, a corpus file (`--corpus FILE`), `--device cuda` and `--nproc` = the number of GPUs.
 #
 # **Questions** (answers for the instructor below).
