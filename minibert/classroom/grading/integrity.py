@@ -3,7 +3,8 @@ reaches into the grader's process.  These are *flags*: they change no point (``r
 ``integrity``, a column of the CSV, a line of nbgrader's feedback).
 
 **Copies.**  Both texts are cut into Python tokens (``tokenize``), comments and layout dropped, and every
-name that is not a keyword, a builtin, an attribute (``.T``, ``.sum``) or a module (``np``) becomes ``V``,
+name that is not a keyword, a builtin, an attribute (``.T``, ``.sum``) or a function or module of the
+exercise's file (``linear_backward``, ``np``) becomes ``V``,
 so renaming the variables changes nothing.  A solution region of the reference counts as copied where a run
 of at least ``MIN_RUN`` such tokens appears, in the same order, in the student's file; an exercise is
 flagged when such runs cover ``MIN_COVERAGE`` of the exercise's solutions and at least ``MIN_TOKENS``
@@ -35,10 +36,12 @@ SUSPICIOUS = {"gc", "ctypes", "inspect", "importlib", "__import__", "builtins", 
               "kernels", "numerical_gradient", "pickle", "marshal", "types", "getsource", "linecache", "__del__"}
 
 
-def normalized_tokens(text):
-    """The tokens of ``text`` with variable names made anonymous (see the module docstring); a text that
-    does not tokenize gives what came before the error."""
+def normalized_tokens(text, keep=frozenset()):
+    """The tokens of ``text`` with variable names made anonymous (see the module docstring; the names in
+    ``keep``, the functions and modules of the exercise's file, stay); a text that does not tokenize gives
+    what came before the error."""
     out, prev = [], None
+    keep = KEEP | set(keep)
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
@@ -46,7 +49,7 @@ def normalized_tokens(text):
                 prev = ";" if tok.type == tokenize.NEWLINE else prev
                 continue
             s = tok.string
-            if tok.type == tokenize.NAME and s not in KEEP and prev != ".":
+            if tok.type == tokenize.NAME and s not in keep and prev != ".":
                 s = "V"
             out.append(s)
             prev = s
@@ -64,6 +67,19 @@ def names_used(text):
                 names.add(tok.string)
     except (tokenize.TokenError, IndentationError, SyntaxError):
         pass
+    return names
+
+
+def _global_names(text):
+    """The names an exercise's file defines or imports at its top level (``linear_backward``,
+    ``split_heads``, ``np``): calls of them are the same call in any solution, not a variable."""
+    import ast
+    names = set()
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
     return names
 
 
@@ -96,10 +112,11 @@ def integrity_findings(name, text):
     """The flags of a student's file ``text`` for exercise ``name``: a list of sentences (empty: nothing
     to look at)."""
     findings = []
-    student = normalized_tokens(text)
+    keep = _global_names(source_text(name))
+    student = normalized_tokens(text, keep)
     per = {}
     for function, body in _solutions(name).items():
-        ref = normalized_tokens(body)
+        ref = normalized_tokens(body, keep)
         per[function] = (coverage(ref, student), len(ref))
     got, total = sum(c for c, _ in per.values()), sum(n for _, n in per.values())
     if got >= MIN_TOKENS and got >= MIN_COVERAGE * total:

@@ -44,6 +44,7 @@ class Result:
     foreign: list = field(default_factory=list)  # functions not defined in the student's own code
     notes: dict = field(default_factory=dict)  # array/property -> why it is wrong, in words
     integrity: list = field(default_factory=list)
+    zero_checks: set = field(default_factory=set)  # (label, case) of the comparisons with an exact 0
 
     @property
     def passed(self):
@@ -173,6 +174,7 @@ class Grader:
             big = float(np.abs(got_arr).max()) if got_arr.size else 0.0
             ok, err = big < ZERO_TOL, big
             self.r.zeros.add(label)
+            self.r.zero_checks.add((label, self.case))
             line += f" (the true value is exactly 0: expect |max| < {ZERO_TOL:.0e}, got {big:.1e})"
         elif numerical is not None:
             fd = rel_error(got_arr, numerical)

@@ -49,12 +49,14 @@ def points(name):
 
 def _judged(result):
     """{(label, case): ok} of every comparison, an exact-zero array counted right only when the other
-    arrays its function returned in that case are all right (and there is at least one)."""
-    got = {}
+    arrays its function returned in that case are all right, or, if it returned nothing else, when the
+    same array is also checked where it is not 0 (its item needs those right too)."""
+    got, zero = {}, result.zero_checks
     for label, case, ok, function in result.checks:
-        if ok and label in result.zeros:
-            others = [c for c in result.checks if c[1] == case and c[3] == function and c[0] not in result.zeros]
-            ok = bool(others) and all(c[2] for c in others)
+        if ok and (label, case) in zero:
+            others = [c for c in result.checks if c[1] == case and c[3] == function and (c[0], c[1]) not in zero]
+            elsewhere = [c for c in result.checks if c[0] == label and (c[0], c[1]) not in zero]
+            ok = all(c[2] for c in others) if others else bool(elsewhere)
             if not ok:
                 result.notes.setdefault(label, f"its true value is exactly 0, so it counts only with the rest of "
                                                f"{function or 'its function'}'s output right")

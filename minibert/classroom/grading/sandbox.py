@@ -206,10 +206,6 @@ def install_audit_hook(real, protected_stems, student_path, write_dirs):
                 for a in args:
                     if isinstance(a, (str, bytes, os.PathLike)) and (protected(a) or not writable(a, "w", None)):
                         raise PermissionError(f"{event} on {os.fsdecode(a)} is not allowed while you are graded")
-            elif event == "compile":
-                name = os.fsdecode(args[1]) if isinstance(args[1], (str, bytes)) else str(args[1])
-                if "minibert" in name and name != student_path and student_context(sys._getframe(1)):
-                    raise PermissionError(f"compiling code as {name} is not allowed while you are graded")
             elif event == "sys._getframe":
                 caller = sys._getframe(1)
                 if caller.f_code.co_filename not in frame_ok_callers and student_context(caller):
