@@ -9,6 +9,7 @@ zygote waits for the child and kills it after ``timeout`` seconds.  Elsewhere (n
 starts ``python -m minibert.classroom.grading.workers one ...``.  Both run with ``MINIBERT_BACKEND=numpy``
 and one BLAS thread: gradings run side by side, one per core (``report.check_class``).
 """
+import atexit
 import json
 import os
 import subprocess
@@ -111,6 +112,7 @@ def _run_forked(request):
                 if _zygote is None or _zygote.proc.poll() is not None or _zygote.pid != os.getpid():
                     _zygote = _Zygote()
                     _zygote.pid = os.getpid()
+                    atexit.register(_zygote.close)  # waited for: its CPU time is counted, nothing is left
                 return _zygote.run(request)
             except (OSError, ValueError):
                 _zygote = None
