@@ -60,8 +60,7 @@ BUGS = {
 # that patches the hidden tests in the kernel, and one that wraps the installed reference
 CHEATS = {
     "patcher": ("    dx = dout @ w  # (..., I)",
-                "    dx, dw, db = np.zeros_like(x), np.zeros_like(w), np.zeros(w.shape[0])\n"
-                "    import minibert.classroom.course as _c\n    _c.grade_item = lambda *a, **k: None"),
+                "    return np.zeros_like(dout @ w), np.zeros((dout.shape[-1], w.shape[-1])), np.zeros(dout.shape[-1])"),
     "wrapper": ("    dx = dout @ w  # (..., I)",
                 "    import minibert.layers.linear as _r\n    return _r.linear_backward(dout, cache)"),
 }
@@ -78,7 +77,7 @@ def nbgrader(course, *args):
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
                MINIBERT_CAPSTONE_STEPS=CAPSTONE_STEPS)
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -109,6 +108,8 @@ def course(tmp_path_factory):
         nb = nbformat.read(str(target / "linear.ipynb"), as_version=4)
         [cell] = [c for c in nb.cells if good in c.source]
         cell.source = cell.source.replace(good, bad)
+        if student == "patcher":  # and, at the top level of the cell, the hidden tests patched in the kernel
+            cell.source += "\n\nimport minibert.classroom.course as _c\n_c.grade_item = lambda *a, **k: None\n"
         nbformat.write(nb, str(target / "linear.ipynb"))
     nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
     nbgrader(course, "generate_feedback", "--force", "--CourseDirectory.assignment_id=*",

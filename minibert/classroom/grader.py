@@ -22,4 +22,5 @@ from .grading.origin import foreign_function, foreign_reason, function_info  # n
 from .grading.report import (check, check_class, failed_record, grade_in_subprocess, item_of,  # noqa: F401
                              item_scores, items, points, result_record, write_results)
 from .grading.sandbox import MEMORY_LIMIT, graded_functions  # noqa: F401
+from ..gradcheck import rel_error  # noqa: F401  (the grader's measure of error, as tests use it)
 from .exercises import EXERCISES  # noqa: F401

@@ -23,8 +23,9 @@ from .grade import grade
 
 try:
     from nbconvert.preprocessors import Preprocessor
+    from traitlets import Bool
 except ImportError:  # nbgrader's path is optional; the .py grader does not need it
-    Preprocessor = object
+    Preprocessor, Bool = object, lambda value: value
 
 
 def grade_id_of(item):
@@ -100,6 +101,7 @@ def grade_namespace(name, namespace):
 class IsolatedGrades(Preprocessor):
     """nbgrader preprocessor (autograde): the outputs of the hidden-test cells of a minibert assignment,
     computed by the isolated grader from the notebook's code (see the module docstring)."""
+    enabled = Bool(True)  # nbconvert runs a registered preprocessor only when enabled
 
     def preprocess(self, nb, resources):
         from nbformat.v4 import new_output
