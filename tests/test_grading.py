@@ -9,6 +9,7 @@ audit hook not installed the file-reading cheats scored 4/4.
 """
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,7 +62,11 @@ READERS = {
                               "    return [f for f in fs if f is not linear_backward][0](dout, cache)"),
     "the grader's frames": ("    import sys\n    f = sys._getframe(1)\n    while f and 'case' not in f.f_locals:\n"
                             "        f = f.f_back\n    return f.f_locals['case'].backward(dout, cache)"),
-    "torch's autograd": "    import torch\n    raise RuntimeError('torch imported')",
+    "torch's autograd": ("    import torch\n    x, w = cache\n    xt = torch.tensor(x, requires_grad=True)\n"
+                         "    wt = torch.tensor(w, requires_grad=True)\n"
+                         "    bt = torch.zeros(w.shape[0], dtype=torch.float64, requires_grad=True)\n"
+                         "    (xt @ wt.T + bt).backward(torch.tensor(dout))\n"
+                         "    return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()"),
 }
 
 
@@ -74,7 +79,18 @@ def test_a_wrapper_of_the_graded_reference_scores_zero_and_says_why(tmp_path, ch
 
 @pytest.mark.parametrize("cheat", list(READERS))
 def test_reading_the_reference_any_other_way_scores_zero(tmp_path, cheat):
-    rec, pts = graded(tmp_path, "linear", linear_with_backward(READERS[cheat]))
+    import importlib.util
+    import py_compile
+    source = X.source_path("linear")
+    pyc = Path(importlib.util.cache_from_source(str(source)))
+    made = cheat.startswith("the bytecode") and not pyc.exists()
+    if made:  # the cheat needs the bytecode there, as an installed package has it
+        py_compile.compile(str(source), cfile=str(pyc))
+    try:
+        rec, pts = graded(tmp_path, "linear", linear_with_backward(READERS[cheat]))
+    finally:
+        if made:
+            pyc.unlink()
     assert pts == {"out": 1, "dx": 0, "dw": 0, "db": 0}, (cheat, rec["summary"])
     assert rec["errors"], rec
 
