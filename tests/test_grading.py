@@ -126,6 +126,32 @@ def test_earlier_exercises_stay_usable_and_an_honest_einsum_attention_gets_full_
     assert rec["integrity"] == [], rec["integrity"]
 
 
+def test_an_honest_layernorm_written_another_way_gets_full_marks_unflagged(tmp_path):
+    """The same maths in another order and with other functions (np.var, einsum, the backward's three
+    terms gathered differently): every point, no flag; the reference itself is flagged (the control)."""
+    text = X.source_text("layernorm")
+    honest = {
+        "    mean = x.mean(axis=-1)  # (...,)\n    xc = x - mean[..., None]  # (..., C)\n"
+        "    var = (xc * xc).mean(axis=-1)  # (...,) biased variance, as in BERT and PyTorch\n"
+        "    rstd = 1.0 / np.sqrt(var + eps)  # (...,)\n    out = xc * rstd[..., None] * w + b  # (..., C)":
+        "    mean = np.sum(x, axis=-1) / x.shape[-1]\n    rstd = (np.var(x, axis=-1) + eps) ** -0.5\n"
+        "    out = b + w * ((x - mean[..., None]) * rstd[..., None])",
+        "    db = dout.reshape(-1, C).sum(axis=0)\n    dw = (dout * norm).reshape(-1, C).sum(axis=0)\n"
+        "    dnorm = dout * w  # (..., C)\n":
+        "    g = w * dout\n    dw = np.einsum('nc,nc->c', dout.reshape(-1, C), norm.reshape(-1, C))\n    db = np.einsum('nc->c', dout.reshape(-1, C))\n"
+        "    a = g.sum(axis=-1, keepdims=True) / C\n    s = (g * norm).sum(axis=-1, keepdims=True) / C\n"
+        "    dx = (g - a - norm * s) * rstd[..., None]\n    return dx, dw, db\n",
+    }
+    rec, _ = graded(tmp_path, "layernorm", text)
+    assert rec["integrity"], "the control: the reference is flagged"
+    for old, new in honest.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    rec, _ = graded(tmp_path, "layernorm", text)
+    assert rec["points"] == rec["max_points"] > 0, rec["summary"]
+    assert rec["integrity"] == [], rec["integrity"]
+
+
 def test_a_copy_of_the_reference_is_flagged_verbatim_and_renamed_but_keeps_its_points(tmp_path):
     rec, _ = graded(tmp_path, "attention", ATTENTION)
     assert rec["points"] == rec["max_points"] and any("copied?" in f for f in rec["integrity"]), rec["integrity"]
