@@ -11,7 +11,7 @@ instructor: ``docs/grading.md``.
 (``grading/checks.py``); every forward output is compared with the library's, every gradient with the
 library's backward *and* with centered finite differences of the library's forward.  An exercise passes
 when every array is within ``rel_error < 1e-7`` of both (an array that is exactly 0 for every input, such as
-attention's key bias, within ``1e-10`` of 0, and only together with the rest of its function's output).
+attention's key bias, within ``1e-10`` of 0, and only when another array of its function is right).
 """
 from .grading.checks import EXTRA_CHECKS, NINJA_STEPS, NINJA_ZEROS, run_checks  # noqa: F401
 from .grading.diagnose import diagnose  # noqa: F401

@@ -149,7 +149,7 @@ class Grader:
         """One report line for one array: vs the reference ``want`` and, for gradients, vs the finite
         differences ``numerical``.  ``zero``: the true value is exactly 0 for every input (attention's
         key bias), so ``got`` must be below ``ZERO_TOL`` (``report.item_scores`` counts such an array only
-        with the rest of its function's output right: zeros alone earn nothing).  ``upstream``: the
+        when another array of its function is right: zeros alone earn nothing).  ``upstream``: the
         gradient the backward received, for the diagnosis of a wrong array."""
         if not self.judges:
             return None

@@ -3,8 +3,8 @@
 
 An item is an array of a layer (``dk``: every case's ``dk`` together) or a step of the backprop ninja; it
 earns its point when every comparison the reference makes for it was made on the student's code and was
-right.  An array whose true value is exactly 0 (attention's ``dbk``) earns its point only together with
-the rest of its function's output: zeros alone earn nothing.
+right.  An array whose true value is exactly 0 (attention's ``dbk``) earns its point only when another
+array its function returned is right: zeros alone earn nothing.
 """
 import csv
 import functools
@@ -48,18 +48,19 @@ def points(name):
 
 
 def _judged(result):
-    """{(label, case): ok} of every comparison, an exact-zero array counted right only when the other
-    arrays its function returned in that case are all right, or, if it returned nothing else, when the
-    same array is also checked where it is not 0 (its item needs those right too)."""
+    """{(label, case): ok} of every comparison, an exact-zero array counted right only when at least one
+    other array its function returned in that case is right (zeros everywhere earn nothing), or, if it
+    returned nothing else, when the same array is also checked where it is not 0 (its item needs those
+    right too)."""
     got, zero = {}, result.zero_checks
     for label, case, ok, function in result.checks:
         if ok and (label, case) in zero:
             others = [c for c in result.checks if c[1] == case and c[3] == function and (c[0], c[1]) not in zero]
             elsewhere = [c for c in result.checks if c[0] == label and (c[0], c[1]) not in zero]
-            ok = all(c[2] for c in others) if others else bool(elsewhere)
+            ok = any(c[2] for c in others) if others else bool(elsewhere)
             if not ok:
-                result.notes.setdefault(label, f"its true value is exactly 0, so it counts only with the rest of "
-                                               f"{function or 'its function'}'s output right")
+                result.notes.setdefault(label, f"its true value is exactly 0, so it counts only when some other array "
+                                               f"of {function or 'its function'} is right (zeros alone earn nothing)")
         got[(label, case)] = ok and got.get((label, case), True)
     return got
 
