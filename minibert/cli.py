@@ -176,6 +176,8 @@ def _add_exercises(sub):
     c.add_argument("--csv", default=None, metavar="FILE", help="write the grade as CSV (with --class: one row "
                    "per student)")
     c.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exercise (default 120)")
+    c.add_argument("--jobs", type=int, default=None, help="with --class: gradings run side by side (default: one "
+                   "per core)")
     co = ex.add_parser("course", help="write an nbgrader course directory: DIR/nbgrader_config.py and "
                        "DIR/source/<assignment>/<assignment>.ipynb")
     co.add_argument("outdir")
@@ -211,7 +213,10 @@ def _exercises(args):
     if args.class_dir is not None:
         if not Path(args.class_dir).is_dir():
             raise FileNotFoundError(f"exercises check: --class {args.class_dir!r} is not a directory")
-        records = check_class(args.class_dir, args.names or None, csv_path=args.csv, timeout=args.timeout)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        records = check_class(args.class_dir, args.names or None, csv_path=args.csv, timeout=args.timeout,
+                              jobs=args.jobs)
         write_results(records, json_path=args.json)
         return 0 if all(r["passed"] for r in records) else 1
     directory = args.dir

@@ -57,6 +57,14 @@ BUGS = {
     "encoder_layer": ("    dx = dx + dsum1  # the residual: x also went straight into the sum", "    dx = dx",
                       {"dx", "loss_curve"}),
 }
+# cheats of the linear assignment that must score 0 on dx, dw, db at autograde (issue 25): a solution cell
+# that patches the hidden tests in the kernel, and one that wraps the installed reference
+CHEATS = {
+    "patcher": ("    dx = dout @ w  # (..., I)",
+                "    return np.zeros_like(dout @ w), np.zeros((dout.shape[-1], w.shape[-1])), np.zeros(dout.shape[-1])"),
+    "wrapper": ("    dx = dout @ w  # (..., I)",
+                "    import minibert.layers.linear as _r\n    return _r.linear_backward(dout, cache)"),
+}
 CAPSTONE_STEPS = "20"  # the capstone notebook's training cell runs tens of steps in CI (300 for students)
 
 
@@ -70,7 +78,7 @@ def nbgrader(course, *args):
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
                MINIBERT_CAPSTONE_STEPS=CAPSTONE_STEPS)
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -95,6 +103,15 @@ def course(tmp_path_factory):
         shutil.copytree(course / "release" / name, course / "submitted" / "untouched" / name)
         shutil.copytree(course / "source" / name, course / "submitted" / "buggy" / name)
         plant_bug(course / "submitted" / "buggy" / name / f"{name}.ipynb", name)
+    for student, (good, bad) in CHEATS.items():
+        target = course / "submitted" / student / "linear"
+        shutil.copytree(course / "source" / "linear", target)
+        nb = nbformat.read(str(target / "linear.ipynb"), as_version=4)
+        [cell] = [c for c in nb.cells if good in c.source]
+        cell.source = cell.source.replace(good, bad)
+        if student == "patcher":  # and, at the top level of the cell, the hidden tests patched in the kernel
+            cell.source += "\n\nimport minibert.classroom.course as _c\n_c.grade_item = lambda *a, **k: None\n"
+        nbformat.write(nb, str(target / "linear.ipynb"))
     log = nbgrader(course, "autograde", "--create", "--force", "--CourseDirectory.assignment_id=*")
     (course / "autograde.log").write_text(log)
     nbgrader(course, "generate_feedback", "--force", "--CourseDirectory.assignment_id=*",
@@ -192,3 +209,19 @@ def test_export_writes_the_grades_csv(course):
         assert float(by["answers", name]["max_score"]) == possible + PROBLEMS[name].points
         assert float(by["untouched", name]["score"]) == 0
         assert float(by["buggy", name]["score"]) == possible - len(BUGS[name][2])
+
+
+@pytest.mark.parametrize("student", list(CHEATS))
+def test_a_cheat_in_the_notebook_scores_zero_at_autograde(course, student):
+    """The hidden tests' verdicts come from minibert's isolated grader (``IsolatedGrades``), not from the
+    student's kernel: patching ``grade_item`` there, or wrapping the reference, earns nothing.  Seen
+    failing (dx, dw, db full marks for the patcher) with IsolatedGrades left out of nbgrader_config.py."""
+    scores = cell_scores(course, student, "linear")
+    assert {k: v[0] for k, v in scores.items() if k.endswith(("_dx", "_dw", "_db"))} == \
+        {"linear_test_dx": 0, "linear_test_dw": 0, "linear_test_db": 0}, scores
+
+
+def test_the_feedback_has_the_integrity_line(course):
+    nb = nbformat.read(str(course / "autograded" / "answers" / "attention" / "attention.ipynb"), as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "INTEGRITY (for the instructor" in text and "copied?" in text

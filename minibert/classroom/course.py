@@ -23,8 +23,10 @@ Each notebook reads as a lesson, top to bottom:
 * the hidden tests: one *autograded test* cell per graded item (per array of a layer, per step of the
   backprop ninja), each worth its points, so that a wrong ``dk`` costs ``dk``'s point and nothing
   else.  Each calls ``grade_item`` below, which grades the notebook's functions on the library's
-  table, hidden cases included (the very table ``minibert exercises check`` and the tests use), and
-  fails with a message naming the wrong array.
+  table, hidden cases included (the very table ``minibert exercises check`` and the tests use), in
+  the isolated grader, and fails with a message naming the wrong array.  At ``nbgrader autograde`` the
+  course's ``nbgrader_config.py`` regrades the notebook outside the student's kernel
+  (``grading/notebook.py``'s ``IsolatedGrades``), so no student cell can patch the hidden tests.
 
 So the course cannot drift from the library: the answers are the library's code, and the tests are
 the library's tables.  The round trip through nbgrader itself (generate, autograde the answers, the
@@ -33,13 +35,12 @@ untouched release and planted bugs, export) is ``tests/test_course.py``.
 import ast
 import json
 import re
-import types
 from pathlib import Path
 
 from .exercises import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, EXERCISES, exercise_names,
                         parse_regions, source_path, source_text)
 from .derivations import PROBLEMS, problem_markdown, rubric_markdown
-from .grader import grade_module, item_scores, items, points
+from .grader import item_scores, items, points
 
 # docs/ of the repository; an installed wheel holds it as minibert/docs (setup.py)
 DOCS_DIR = next((d for d in (Path(__file__).resolve().parents[1] / "docs", Path(__file__).resolve().parents[2] / "docs")
@@ -53,6 +54,15 @@ c.CourseDirectory.course_id = "minibert"
 # The hidden tests run the library's gradient checks (finite differences over every entry): allow time.
 c.Execute.timeout = 600
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
+# The grade comes from minibert's isolated grader, not from the student's kernel (where a student cell could
+# patch the hidden tests): IsolatedGrades, right after Execute, regrades the notebook's code in a process of
+# its own and writes each hidden-test cell's verdict (docs/grading.md).
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
+                                    LimitOutput, SaveAutoGrades)
+from minibert.classroom.grading.notebook import IsolatedGrades  # noqa: E402
+c.Autograde.autograde_preprocessors = [Execute, IsolatedGrades, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 '''
 
 
@@ -265,25 +275,25 @@ def write_course(outdir, names=None, force=False):
 
 # ---- what the hidden tests call ------------------------------------------------------------------
 
-_graded = {}
-
-
 def grade_item(name, item, namespace):
     """The hidden test of one graded item: grade the notebook's functions (``namespace``, the notebook's
-    ``globals()``) on exercise ``name``'s table, print the item's lines, and raise AssertionError naming
-    the array unless ``item`` is right in every case.  The whole exercise is graded once per notebook
-    (cached on the identity of its functions)."""
-    key = (name, tuple(sorted((k, id(v)) for k, v in namespace.items()
-                              if callable(v) and not k.startswith("_"))))
-    if key not in _graded:
-        _graded.clear()
-        module = types.SimpleNamespace(**{k: v for k, v in namespace.items() if not k.startswith("__")})
-        _graded[key] = grade_module(name, module)
-    result = _graded[key]
+    ``globals()``) on exercise ``name``'s table in the isolated grader (``grading/notebook.py``: their
+    source goes to a file, graded in a process of its own), print the item's lines, and raise
+    AssertionError naming the array unless ``item`` is right in every case.  At ``nbgrader autograde``
+    this cell's outcome is replaced by ``IsolatedGrades``'s, computed outside the student's kernel, so
+    there the kernel does not grade a second time."""
+    import os
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+        print(f"{item}: graded by minibert's isolated grader after this notebook has run")
+        return
+    from .grading.notebook import grade_namespace
+    result = grade_namespace(name, namespace)
     [(_, earned, possible, message)] = [s for s in item_scores(result) if s[0] == item]
     labels = {label for label, _ in items(name)[item]}
     mine = [l for l in result.lines if l.split("|")[0].strip() in labels]
     print("\n".join(mine[:12]))
     print(message)
+    for flag in result.integrity:
+        print(f"INTEGRITY (for the instructor; no points change): {flag}")
     if earned < possible:
         raise AssertionError(message)
