@@ -152,3 +152,21 @@ def test_the_modules_of_the_flat_layout_are_gone(old):
     assert not any(type(f).__module__.startswith("minibert") for f in sys.meta_path)
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module(f"minibert.{old}")
+
+
+MAX_LINES = 600  # a file of one idea fits in a sitting; grader.py (972 lines, five ideas) was split
+
+
+def test_no_file_of_the_package_is_over_600_lines():
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines (split them into modules of one idea each): {long}"
+
+
+def test_the_reference_holds_no_trace_of_the_heads_rows_shortcut():
+    """layers/ and models/ are BERT as transformers defines it: the loss-only fast path lives in
+    kernels/heads_rows.py, and nothing of it is in the reference (the model's docstring may say where it is)."""
+    words = ("rows_only", "rows_layer", "rows_attention", "RowsLayer", "RowsAttention", "LossOnly")
+    found = [(str(p.relative_to(PACKAGE.parent)), w) for folder in ("layers", "models")
+             for p in (PACKAGE / folder).rglob("*.py") for w in words if w in p.read_text(encoding="utf-8")]
+    assert not found, found
