@@ -78,7 +78,7 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5",
             "ipykernel>=6",
-            "nbgrader>=0.9",  # tests/test_course.py: the course round trip through nbgrader's own commands
+            "nbgrader>=0.9",  # tests/classroom/test_course.py: the course round trip through nbgrader's own commands
         ],
     },
     entry_points={"console_scripts": ["minibert=minibert.cli:main"]},

@@ -10,7 +10,7 @@ bugs hide (e.g. the gradient of ``sum(softmax(x))`` is exactly zero whatever the
 Always check in float64: float32 has only ~7 digits, so its differences are dominated by rounding.
 
 Each file of ``minibert/layers`` ends with its table of checks, ``gradcheck_cases(rng)``, a list of
-``GradCase``; ``check_cases`` runs one (as the file's ``test_NAME()`` and tests/test_layers_gradcheck.py
+``GradCase``; ``check_cases`` runs one (as the file's ``test_NAME()`` and tests/layers/test_layers_gradcheck.py
 do), and the exercise grader (``minibert/classroom/grader.py``) runs the same table on a student's code.
 """
 import copy
@@ -178,7 +178,7 @@ def check_gradients(forward, backward, inputs, names, zero=(), tol=GRAD_TOL, see
 class GradCase:
     """One gradient check of a layer.  Each file of ``minibert/layers`` ends with
     ``gradcheck_cases(rng)``, a list of these, which three readers run: the file's own ``test_NAME()``,
-    ``tests/test_layers_gradcheck.py``, and the exercise grader (which calls the student's functions
+    ``tests/layers/test_layers_gradcheck.py``, and the exercise grader (which calls the student's functions
     of the same names on the same inputs).
 
     The check calls ``out, cache = forward(**inputs, **args)``, then ``backward(dout, cache)`` with a

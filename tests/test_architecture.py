@@ -170,3 +170,12 @@ def test_the_reference_holds_no_trace_of_the_heads_rows_shortcut():
     found = [(str(p.relative_to(PACKAGE.parent)), w) for folder in ("layers", "models")
              for p in (PACKAGE / folder).rglob("*.py") for w in words if w in p.read_text(encoding="utf-8")]
     assert not found, found
+
+
+def test_the_tests_mirror_the_package_s_folders():
+    """tests/layers/ holds the tests of minibert/layers/, and so on; the root of tests/ holds what spans the
+    package (the map, the docs, the book, the lessons, the CLI's errors, the backend switch)."""
+    tests = PACKAGE.parent / "tests"
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    mirrored = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert mirrored == folders, f"tests/ folders {sorted(mirrored)} != minibert/ folders {sorted(folders)}"

@@ -1,5 +1,5 @@
 """docs/instructors_guide.md says what the tests do: every `minibert ...` and `nbgrader ...` command in
-its bash blocks is run by tests/test_course.py or tests/test_exercises.py, its table of points is the
+its bash blocks is run by tests/classroom/test_course.py or tests/classroom/test_exercises.py, its table of points is the
 course generator's, and its schedule puts no lab before its lesson.
 
 A command "is run by a test" when one call in those files (``cli_main([...])``, ``subprocess.run([...])``,
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "instructors_guide.md"
-TESTS = [ROOT / "tests" / "test_course.py", ROOT / "tests" / "test_exercises.py", ROOT / "tests" / "test_student_copies.py"]
+TESTS = [ROOT / "tests" / "classroom" / name for name in ("test_course.py", "test_exercises.py", "test_student_copies.py")]
 
 
 def guide_commands():
@@ -71,7 +71,7 @@ def test_the_guide_has_the_commands_of_both_paths():
 def test_every_command_of_the_guide_is_run_by_the_tests(command, tokens):
     need = required_tokens(tokens)
     assert any(need <= call for call in CALLS), \
-        f"no call in tests/test_course.py or tests/test_exercises.py runs {command!r} (needs {sorted(need)})"
+        f"no call in tests/classroom/test_course.py or tests/classroom/test_exercises.py runs {command!r} (needs {sorted(need)})"
 
 
 def test_the_points_table_is_the_course_generators():

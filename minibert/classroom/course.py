@@ -30,7 +30,7 @@ Each notebook reads as a lesson, top to bottom:
 
 So the course cannot drift from the library: the answers are the library's code, and the tests are
 the library's tables.  The round trip through nbgrader itself (generate, autograde the answers, the
-untouched release and planted bugs, export) is ``tests/test_course.py``.
+untouched release and planted bugs, export) is ``tests/classroom/test_course.py``.
 """
 import ast
 import json

@@ -11,7 +11,7 @@ residual add, the ``[CLS]`` slice, the gather of the masked rows, the sum of the
 gradients) is not a kernel, so it is not there.  Here the forward and the backward of a post-LN
 ``BertForPreTraining`` are written out again, one line per operation, over the model's own ``params``:
 each kernel is the NumPy reference of ``minibert/layers`` (``linear_forward``, ``softmax_forward``, ...),
-each piece of glue is the NumPy line the model runs.  ``tests/test_stepthrough.py`` proves it is the model:
+each piece of glue is the NumPy line the model runs.  ``tests/classroom/test_stepthrough.py`` proves it is the model:
 in float64 every output and every parameter gradient equals the model's to 1e-12.
 
 A step holds the full tensors (the whole small batch), its formula, the file and line of minibert that

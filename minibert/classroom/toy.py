@@ -8,7 +8,7 @@ fillers around:
 Each animal makes one sound (cat meows, dog barks, cow moos), and nothing else in the sentence says
 which: so a masked sound is decided by the animal, and a masked animal by the sound, wherever the
 fillers put them.  To predict it the model must *look* at that one word: after training, the attention
-of the ``[MASK]`` position puts most of its weight there (``tests/test_stepthrough.py`` checks it).
+of the ``[MASK]`` position puts most of its weight there (``tests/classroom/test_stepthrough.py`` checks it).
 
     model, tok = train_toy_bert()                 # C = 8, A = 2 heads, one layer, V = 17; ~2 s
     batch = toy_batch_of(tok, ["the cat often [MASK] ."], answers=["meows"])

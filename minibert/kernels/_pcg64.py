@@ -15,7 +15,7 @@ module runs the same generator in jitted code:
   jumps straight to the start of its own chunk of numbers, so the threads never wait on each other
   and the numbers do not depend on the thread count.
 
-``tests/test_kernels.py`` checks the numbers and the generator's final state against NumPy's, bit for bit.
+``tests/kernels/test_kernels.py`` checks the numbers and the generator's final state against NumPy's, bit for bit.
 """
 import numpy as np
 from numba import prange

@@ -12,7 +12,7 @@ the compiler turns into 8-wide AVX2 (16-wide AVX-512) code inside the caller's l
   the rational fit that Eigen and XLA use for float32 (``generic_fast_erf_float``): x P(x^2) / Q(x^2)
   on [-4, 4], +-1 beyond (erf(4) rounds to 1 in float32); one division and 12 multiply-adds, no exp.
   Absolute error < 5e-7 in float32 (4.5e-7 at worst on a dense grid, tested in
-  ``tests/test_kernels.py``).  It replaced the *Numerical Recipes* ``erfcc`` fit, which needed an
+  ``tests/kernels/test_kernels.py``).  It replaced the *Numerical Recipes* ``erfcc`` fit, which needed an
   ``exp`` too: the GELU passes are 2-3x faster with it (``docs/performance.md``).
 * float64: both are the C library's ``exp`` and ``erf`` (the accuracy path: every float64 parity test
   goes through it), so float64 results are those of the NumPy references (NumPy's ``exp``, SciPy's

@@ -7,7 +7,7 @@ is still the attention probabilities (B, A, T, T) and either backward accepts ei
   *are* q, k and v (no copies), and one matmul for their three input gradients;
 * scale, additive mask, softmax and the attention dropout in one jitted pass over the scores, one
   parallel task per (batch, head) (``attention_softmax_forward``), and likewise their backward;
-  its NumPy reference is the middle of ``sdpa_forward`` (``tests/test_kernels.py`` composes it);
+  its NumPy reference is the middle of ``sdpa_forward`` (``tests/kernels/test_kernels.py`` composes it);
 * the per-head products are BLAS calls as in the reference (``matmul`` over the heads), but write
   straight into the merged (B, T, C) layout through strided views: no ``merge_heads`` copy;
 * every product goes through ``kernels/_blas.py``'s ``matmul``: the batch cut in one slab per thread,

@@ -2,7 +2,7 @@
 
 GELU needs erf.  The reference calls SciPy's ``erf`` and makes a few more NumPy passes over the array;
 the twin does one pass.  float32 uses the vectorizable ``verf`` (absolute error < 5e-7, see
-``_vecmath``), float64 the C library's ``math.erf`` (SciPy's to a few ulps: ``tests/test_erf.py``).
+``_vecmath``), float64 the C library's ``math.erf`` (SciPy's to a few ulps: ``tests/layers/test_erf.py``).
 
 ``bias_gelu_forward`` fuses the FFN's first bias into the GELU pass (``h += b1`` and ``a = gelu(h)``
 in one jitted pass), and ``gelu_bias_backward`` fuses the GELU derivative with the bias gradient

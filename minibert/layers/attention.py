@@ -137,7 +137,7 @@ def attention_backward(dout, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_attention`` runs
-    them, and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on
+    them, and so do ``tests/layers/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on
     your functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of, the
     other arguments, and the gradients that are exactly zero.
 

@@ -57,7 +57,7 @@ def cross_entropy_backward(dloss, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_cross_entropy`` runs them,
-    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    and so do ``tests/layers/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
     functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of, and the
     other arguments."""
     from minibert.gradcheck import GradCase

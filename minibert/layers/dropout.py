@@ -26,7 +26,7 @@ def dropout_backward(dout, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_dropout`` runs them,
-    and so does ``tests/test_layers_gradcheck.py``."""
+    and so does ``tests/layers/test_layers_gradcheck.py``."""
     from minibert.gradcheck import GradCase
     return [GradCase("p = 0.2, x (3, 4, 6), the same mask on every call", dropout_forward, dropout_backward,
                      inputs=dict(x=rng.standard_normal((3, 4, 6))),

@@ -128,7 +128,7 @@ def random_parameters(rng, C, F):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_encoder_layer`` runs
-    them, and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on
+    them, and so do ``tests/layers/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on
     your functions).  ``dbk`` is exactly 0 for every input (softmax ignores a shift of a row's scores:
     ``docs/backward/attention.md``), so it is checked to be 0, not by a relative error."""
     from minibert.gradcheck import GradCase

@@ -40,7 +40,7 @@ def ffn_backward(dout, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_ffn`` runs them,
-    and so does ``tests/test_layers_gradcheck.py``."""
+    and so does ``tests/layers/test_layers_gradcheck.py``."""
     from minibert.gradcheck import GradCase
     B, T, C, F = 2, 5, 12, 7
     params = dict(x=rng.standard_normal((B, T, C)), w1=rng.standard_normal((F, C)) * 0.5, b1=rng.standard_normal(F),

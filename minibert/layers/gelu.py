@@ -91,7 +91,7 @@ ACTIVATIONS = {
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_gelu`` runs them,
-    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    and so do ``tests/layers/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
     functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of."""
     from minibert.gradcheck import GradCase
     x = rng.standard_normal((2, 5, 7)) * 2.5  # about [-7, 7]: both tails

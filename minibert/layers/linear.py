@@ -44,7 +44,7 @@ def linear_backward(dout, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_linear`` runs them,
-    and so do ``tests/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
+    and so do ``tests/layers/test_layers_gradcheck.py`` and the grader (``minibert exercises check``, on your
     functions).  Each ``GradCase``: a title, the pair, the inputs the gradients are taken of."""
     from minibert.gradcheck import GradCase
     w, b = rng.standard_normal((7, 12)), rng.standard_normal(7)

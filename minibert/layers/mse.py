@@ -23,7 +23,7 @@ def mse_backward(dloss, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_mse`` runs them,
-    and so does ``tests/test_layers_gradcheck.py``."""
+    and so does ``tests/layers/test_layers_gradcheck.py``."""
     from minibert.gradcheck import GradCase
     return [GradCase("pred (7,), the target fixed", mse_forward, mse_backward,
                      inputs=dict(pred=rng.standard_normal(7)), args=dict(target=rng.standard_normal(7)))]

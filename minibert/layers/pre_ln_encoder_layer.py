@@ -68,7 +68,7 @@ def pre_ln_encoder_layer_backward(dout, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of the pre-LN layer, float64 inputs drawn from ``rng`` (run by
-    ``tests/test_layers_gradcheck.py``).  As for the post-LN layer, ``dbk`` is exactly 0 for every input
+    ``tests/layers/test_layers_gradcheck.py``).  As for the post-LN layer, ``dbk`` is exactly 0 for every input
     (softmax ignores a shift of a row's scores), so it is checked to be 0."""
     from minibert.gradcheck import GradCase
     from minibert.layers.softmax import attention_mask_to_additive

@@ -19,7 +19,7 @@ def tanh_backward(dout, cache):
 
 def gradcheck_cases(rng):
     """The gradient checks of this layer, float64 inputs drawn from ``rng``: ``test_tanh`` runs them,
-    and so does ``tests/test_layers_gradcheck.py``."""
+    and so does ``tests/layers/test_layers_gradcheck.py``."""
     from minibert.gradcheck import GradCase
     return [GradCase("x (2, 5, 7) with std 2: into both flat tails", tanh_forward, tanh_backward,
                      inputs=dict(x=rng.standard_normal((2, 5, 7)) * 2))]

@@ -115,7 +115,7 @@ print("the first step moves every weight by lr (minus a hair from eps for the sm
 # %% [markdown]
 # ## Check
 #
-# `tests/test_parity_transformers.py::test_adamw_tracks_torch_adamw_for_ten_steps_with_a_changing_lr`
+# `tests/models/test_parity_transformers.py::test_adamw_tracks_torch_adamw_for_ten_steps_with_a_changing_lr`
 # runs minibert's AdamW and `torch.optim.AdamW` side by side for ten steps on a BERT in float64 (decay and
 # no-decay groups split by `no_weight_decay`) and finds every parameter within `1e-8`. Here, a smaller
 # check that needs no torch: ten steps of `adamw_update` on random gradients against the textbook

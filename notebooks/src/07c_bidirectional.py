@@ -94,7 +94,7 @@ print("query i sees the keys j <= i that are not padding; row 1 of the library's
 #
 # ## Check
 #
-# `tests/test_causal_mask.py` holds `is_decoder=True` against transformers' `BertForPreTraining` and
+# `tests/models/test_causal_mask.py` holds `is_decoder=True` against transformers' `BertForPreTraining` and
 # `BertModel` with `is_decoder=True`, in float64: the logits to `1e-9`, the loss to `1e-10` and every
 # parameter's gradient to `1e-8` (relative), on a padded batch, with both backends. Here, the property
 # that defines "causal": changing a token changes nothing *before* it. We change token 5 of a sentence and

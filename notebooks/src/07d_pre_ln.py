@@ -119,10 +119,10 @@ show(pre_ln_encoder_layer_backward, "# forward: out", "return dx")
 # ## Check
 #
 # The pair is checked like every layer: `gradcheck_cases` at the bottom of the file, centered finite
-# differences in float64 (run by `tests/test_layers_gradcheck.py`); the whole pre-LN `BertForPreTraining`
+# differences in float64 (run by `tests/layers/test_layers_gradcheck.py`); the whole pre-LN `BertForPreTraining`
 # is checked at sampled coordinates of every parameter, the final LayerNorm included, and the layer's
 # forward equals PyTorch's own pre-LN layer, `nn.TransformerEncoderLayer(norm_first=True)`, within 1e-10
-# (`tests/test_pre_ln.py`).
+# (`tests/models/test_pre_ln.py`).
 
 # %%
 from minibert.gradcheck import check_cases  # noqa: E402

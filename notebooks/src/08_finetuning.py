@@ -309,5 +309,5 @@ for sentence, (label, p) in zip(new, ft.classify(model, tok, new, task.label_nam
 # fewer steps, or with fewer labels (`--max-train-per-class`). And this pretraining is tiny: BERT-base
 # trained for 40 epochs of 3.3 billion words. The other heads are trained in the next lesson,
 # [08b](08b_applications.ipynb): token tagging, span QA with answer decoding and sentence pairs, on tasks
-# built from the corpus, each next to a baseline (`tests/test_heads.py` also trains a toy tagger and a
+# built from the corpus, each next to a baseline (`tests/models/test_heads.py` also trains a toy tagger and a
 # toy span extractor in a few seconds each); lesson 09 loads a BERT that was pretrained for real.

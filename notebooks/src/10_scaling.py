@@ -147,7 +147,7 @@ for step in range(cfg.max_steps):
 # (`python -m torch.distributed.run --standalone --nproc-per-node 2`). Each builds the same batches
 # (the data pipeline is seeded), trains on its half of every batch under `DistributedDataParallel`
 # (gloo on CPUs, NCCL on GPUs) with the weighting above, and rank 0 writes the outputs.
-# `tests/test_torch_engine.py` runs it in CI and checks that two processes give the losses and weights
+# `tests/training/test_torch_engine.py` runs it in CI and checks that two processes give the losses and weights
 # of one within float32 rounding; `docs/scaling.md` gives the throughput of both engines and of
 # `--nproc 2` measured side by side.
 #

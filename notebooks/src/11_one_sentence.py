@@ -21,7 +21,7 @@
 # `step_through(model, ...)` (`minibert/classroom/stepthrough.py`) runs the model's forward and backward
 # one line per operation, over the model's own parameters, with the NumPy references of `minibert/layers`
 # for the kernels. It is tested to be the model: every output and every gradient equal to 1e-12 in
-# float64 (`tests/test_stepthrough.py`), and we check it again below.
+# float64 (`tests/classroom/test_stepthrough.py`), and we check it again below.
 
 # %%
 import numpy as np

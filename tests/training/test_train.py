@@ -66,7 +66,7 @@ def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_eva
     """benchmarks/diagnose_pretraining.py explains the README's figures, so it must measure the very
     predictions metrics.json scored: its model accuracy equals the run's, to the last bit."""
     import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "diagnose_pretraining.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "diagnose_pretraining.py")
     spec = importlib.util.spec_from_file_location("diagnose_pretraining", path)
     diagnosis = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(diagnosis)

@@ -1,5 +1,5 @@
 """The grader cannot be faked (``minibert/classroom/grading``, ``docs/grading.md``), through the ``.py`` path,
-``minibert exercises check`` (nbgrader's path is ``tests/test_course.py``).
+``minibert exercises check`` (nbgrader's path is ``tests/classroom/test_course.py``).
 
 Every cheat of issue 25, and a few more, scores zero on the arrays it produced, with a message that says
 why; copies of the reference are flagged; honest solutions written differently get full marks, unflagged;

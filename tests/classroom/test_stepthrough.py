@@ -24,7 +24,7 @@ from minibert.layers.cross_entropy import IGNORE_INDEX
 from minibert.models.bert import BertForPreTraining
 
 B, T, V, C, A = 2, 7, 31, 12, 3
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/<folder>/ -> the repository
 
 
 def rel(a, b):

@@ -25,7 +25,7 @@ import minibert  # noqa: E402
 from minibert.files import load_checkpoint  # noqa: E402
 from minibert.training.pretrain import PretrainConfig, pretrain  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/<folder>/ -> the repository
 SMALL = dict(corpus="synthetic", batch_size=8, max_seq_length=32, vocab_size=300, eval_every=5,
              checkpoint_every=4, eval_batches=2, warmup_steps=3, verbose=False)
 F32_REL = 2e-6

@@ -22,7 +22,7 @@ nbformat = pytest.importorskip("nbformat")
 from minibert.classroom import exercises as X  # noqa: E402
 from minibert.classroom import lessons  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # tests/<folder>/ -> the repository
 ANSWERS = lessons.answer_lines()
 
 

@@ -2,7 +2,7 @@
 by finite differences, the layer against PyTorch's own pre-LN layer, the config, and the refused export.
 
 The pre-LN layer pair's own gradient checks are ``gradcheck_cases`` in
-``minibert/layers/pre_ln_encoder_layer.py`` (run by tests/test_layers_gradcheck.py)."""
+``minibert/layers/pre_ln_encoder_layer.py`` (run by tests/layers/test_layers_gradcheck.py)."""
 import dataclasses
 import json
 
@@ -28,7 +28,7 @@ def tiny_pre_ln_config(**kw):
 @pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["eval", "dropout-masks-fixed"])
 def test_whole_pre_ln_model_gradient_check_on_sampled_coordinates_of_every_parameter(each_backend, dropout):
     """float64, 4 sampled coordinates of each parameter of a 2-layer pre-LN BertForPreTraining (the
-    final LayerNorm included), as tests/test_model.py checks the post-LN model.  Tolerance 1e-6 per
+    final LayerNorm included), as tests/models/test_model.py checks the post-LN model.  Tolerance 1e-6 per
     parameter (a correct backward gives ~1e-9, a wrong one ~1e-2); the key biases' gradient is exactly
     0 (softmax's shift invariance) and is checked to be 0.  The dropout stream is re-seeded before
     every forward, so both gradients see the same masks."""

@@ -18,7 +18,7 @@ from minibert.classroom.toy import toy_batch_of, toy_config, toy_tokenizer
 from minibert.classroom.trace_html import trace_json, write_html
 from minibert.models.bert import BertForPreTraining
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # tests/<folder>/ -> the repository
 sys.path.insert(0, str(ROOT / "book"))
 import browser_check  # noqa: E402
 

@@ -91,7 +91,7 @@ def test_attention_at_some_rows_is_the_whole_attention_at_those_rows(causal):
 
 
 def test_attention_at_some_rows_passes_its_gradient_check():
-    """Centered differences, float64, rel_error < 1e-7 (as every layer: tests/test_layers_gradcheck.py)."""
+    """Centered differences, float64, rel_error < 1e-7 (as every layer: tests/layers/test_layers_gradcheck.py)."""
     rng = np.random.default_rng(0)
     B, T, C, A = 2, 5, 12, 3
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
