@@ -125,7 +125,9 @@ def check_sampled_gradients(cfg, dropout):
 # its own (TMPDIR, so the processes the tests start -- notebook kernels, the CLI -- use it too, and other
 # runs on the same machine cannot disturb the check); after every test, no new minibert-* entry may remain.
 
-SESSION_TMP = Path(tempfile.mkdtemp(prefix="minibert-test-session-"))
+# Each pytest process makes its own (an xdist worker's inside the controller's); the names are short because
+# Chromium's socket path, made inside it, must stay under ~100 characters.
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="mbt-"))
 os.environ["TMPDIR"] = str(SESSION_TMP)
 tempfile.tempdir = str(SESSION_TMP)
 

@@ -58,17 +58,17 @@ print("dw[ids] += dout   row 3:", wrong[3], " <- lost the first contribution")
 print("np.add.at         row 3:", right[3], " <- 1 + 10")
 
 # %% [markdown]
-# In the model, the three lookups, their sum and the LayerNorm are the first lines of
-# `BertModel.forward`, and the last lines of `BertModel.backward` send the gradient back into the
-# three tables. The word table skips the `[PAD]` row (`padding_idx`, as transformers does); the
+# In the model, the three lookups, their sum and the LayerNorm are `BertModel.embeddings_forward`, the
+# first step of `BertModel.forward`, and `BertModel.embeddings_backward`, the last step of
+# `BertModel.backward`, sends the gradient back into the three tables. The word table skips the `[PAD]` row (`padding_idx`, as transformers does); the
 # position table takes the sum over the batch directly, since every sequence reads rows `0..T-1`.
 
 # %%
 from minibert.models.bert import BertModel
-show(BertModel.forward, "positions = np.arange(T)", "mask_add =")
+show(BertModel.embeddings_forward)
 
 # %%
-show(BertModel.backward, "# forward: x = dropout(LayerNorm", "emb.position))")
+show(BertModel.embeddings_backward)
 
 # %% [markdown]
 # ## Check: a gradient check of the whole embedding block

@@ -441,12 +441,15 @@ L.gradcheck_cases = lambda rng: _cases(np.random.default_rng(12345))
 
 def test_the_student_file_runs_only_in_the_student_process(tmp_path):
     import os
-    marker = tmp_path / "pid.txt"
-    text = X.source_text("linear") + f"\nimport os\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\n"
-    (tmp_path / "linear.py").write_text(text)
-    [rec] = G.check(["linear"], tmp_path, out=lambda *a: None)
-    assert rec["points"] == rec["max_points"] == 4
-    pids = marker.read_text().split()
+    import tempfile
+    # a graded program may write only to temporary files (grading/sandbox.py): the marker goes there
+    with tempfile.TemporaryDirectory(prefix="pid-") as where:
+        marker = os.path.join(where, "pid.txt")
+        text = X.source_text("linear") + f"\nimport os\nopen({marker!r}, 'a').write(str(os.getpid()) + '\\n')\n"
+        (tmp_path / "linear.py").write_text(text)
+        [rec] = G.check(["linear"], tmp_path, out=lambda *a: None)
+        assert rec["points"] == rec["max_points"] == 4
+        pids = open(marker).read().split()
     assert len(pids) == 1 and pids[0] != str(os.getpid())
 
 def test_check_writes_points_per_array_as_json_and_csv(tmp_path, capsys):
