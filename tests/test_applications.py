@@ -253,5 +253,20 @@ def test_cli_finetune_takes_a_task_and_freeze_encoder(model_dir, tmp_path):
     assert code == 0
     m = json.load(open(out / "metrics.json"))
     assert m["task"] == "stdlib-same-doc" and m["freeze_encoder"] and m["steps"] == 2
-    with pytest.raises(ValueError, match="--compare is for the classification task"):
-        ft.compare_starts(ft.FinetuneConfig(task="stdlib-same-doc", model=model_dir))
+
+
+
+def test_compare_runs_both_starts_on_an_application_task_too(model_dir, tmp_path):
+    """One pipeline for the four tasks: --compare is not only for the classification."""
+    from minibert.cli import main
+    out = tmp_path / "cmp"
+    code = main(["finetune", "--task", "stdlib-code-tags", "--compare", "--model", model_dir, "--out", str(out),
+                 "--max-steps", "2", "--eval-every", "2", "--batch-size", "4", "--max-seq-length", "32",
+                 "--backend", "numpy", "--quiet"])
+    assert code == 0
+    summary = json.load(open(out / "comparison.json"))
+    assert summary["metric"] == "f1" and set(summary["baselines"]) == {"majority", "word_lookup"}
+    for start in ("pretrained", "random"):
+        m = json.load(open(out / start / "metrics.json"))
+        assert m["start"] == start and m["steps"] == 2 and summary[start]["f1"] == m["eval"]["f1"]
+    assert os.path.getsize(out / "comparison.png") > 10_000
