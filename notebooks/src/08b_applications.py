@@ -107,28 +107,30 @@ print("answer:", " ".join(tok.convert_ids_to_tokens(ex["input_ids"][ex["start_po
 # ## The gap: pretrained, probed, random
 #
 # Three runs of MiniLM on span QA, with the same data, batches, steps and schedule (a lesson's budget:
-# 16 steps of 16 questions, about 0.2 epochs, and the first 30 test documents):
+# 16 steps of 16 questions, about 0.2 epochs, sentences cut to 48 pieces, and the first 20 test
+# documents):
 #
 # * **fine-tuned**: the pretrained encoder and the new `qa_outputs` layer are trained together;
 # * **frozen probe**: the pretrained encoder stays bit for bit as loaded, only `qa_outputs` (770
-#   numbers) is trained, at a higher learning rate; what the pretrained features say on their own;
+#   numbers) is trained, at a 100 times higher learning rate; what the pretrained features say on
+#   their own;
 # * **random start**: the same 22.6 M-parameter network from random weights: what the data teaches
 #   in 16 steps without pretraining.
 
 # %%
-def small(task, docs=30):
+def small(task, docs=20):
     t = copy.copy(task)
     t.test_docs = task.test_docs[:docs]
     return t
 
 def run(model, label, task="stdlib-quoted-qa", steps=16, lr=3e-4, **kw):
     cfg = ft.FinetuneConfig(task=task, model=model, out=os.path.join(workdir, label), max_steps=steps,
-                            batch_size=16, max_seq_length=64, lr=lr, warmup_steps=2, eval_every=steps // 2,
+                            batch_size=16, max_seq_length=48, lr=lr, warmup_steps=2, eval_every=steps // 2,
                             checkpoint_every=1000, verbose=False, **kw)
     return ft.finetune(cfg, small(tasks[task]))
 
 runs = {"MiniLM fine-tuned": run(minilm_dir, "minilm"),
-        "MiniLM frozen probe": run(minilm_dir, "minilm-frozen", freeze_encoder=True, lr=3e-3),
+        "MiniLM frozen probe": run(minilm_dir, "minilm-frozen", freeze_encoder=True, lr=3e-2),
         "MiniLM random start": run(minilm_dir, "minilm-random", random_init=True)}
 for b, v in runs["MiniLM fine-tuned"]["baselines"].items():
     print(f"baseline {b:20s}           exact match {v['exact_match']:.3f}  F1 {v['f1']:.3f}")
@@ -139,6 +141,15 @@ ft.plot_comparison(runs)
 plt.show()
 
 # %% [markdown]
+# One run of this cell (AMD EPYC, 2 cores, 74 s for the whole lesson) gave: fine-tuned EM 0.524 /
+# F1 0.658, above the first quoted span (0.405 on these questions) after 16 steps; the random start
+# 0.012 / 0.132, nothing learned yet; the frozen probe 0.179 / 0.262. The probe is the surprise: MiniLM
+# *has* the heads that find the question word's copy (docs/applications.md measures them), yet a linear
+# read-out of its last layer does not point at the start and end of the quoted span around that copy
+# (with 64 pieces and 30 test documents, 32 probe steps or a 3x lower learning rate stayed near 0.1
+# EM). Fine-tuning does not only read the pretrained features, it re-routes them: 16 steps of the
+# whole encoder did what head-only training did not.
+#
 # With our own pretraining (`pretrained_dir` above, a `minibert pretrain` output), the same three runs
 # for the Tiny model (2 layers, C = 128): its steps are ~30 times cheaper, so it trains for 300.
 
