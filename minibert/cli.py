@@ -2,8 +2,8 @@
 
     minibert pretrain [--preset tiny|mini] [--corpus default|synthetic|FILE] [--max-steps N]
                       [--minutes M] [--seed S] [--out DIR] [--resume] [--grad-accum N] [--backend numba|numpy] ...
-    minibert finetune [--model PRETRAIN_OUT|HF_DIR] [--random-init | --compare] [--max-steps N] [--out DIR]
-                      fine-tune a classifier on the built-in task (pretrained vs random start)
+    minibert finetune [--task TASK] [--model PRETRAIN_OUT|HF_DIR] [--random-init | --compare] [--freeze-encoder]
+                      fine-tune on a built-in task: classification, code tagging, span QA, sentence pairs
     minibert fill-mask --model OUT [--top-k K] "the [MASK] statement raises an exception"
     minibert nsp --model OUT "sentence A" "sentence B"      the probability that B follows A
     minibert trace [--model OUT] [--answer WORD] "a sentence with a [MASK] ."
@@ -67,11 +67,14 @@ def main(argv=None):
                        formatter_class=ShowDefaultsFormatter)
     add_config_options(p, PretrainConfig)
     p = sub.add_parser("finetune", formatter_class=ShowDefaultsFormatter,
-                       help="fine-tune a sequence classifier (pretrained or random start) on a built-in task",
-                       description="Fine-tune BertForSequenceClassification on the built-in task "
-                                   "'stdlib-packages' (which standard-library package does a docstring sentence "
-                                   "come from; held out by module). Writes log.jsonl, checkpoint.safetensors, "
-                                   "metrics.json, curves.png and model/ into --out.")
+                       help="fine-tune a pretrained (or random) BERT on a built-in task",
+                       description="Fine-tune a BERT with the head --task needs, on a task built from the bundled "
+                                   "corpus and held out by module: stdlib-packages (which standard-library package "
+                                   "a docstring sentence comes from), stdlib-code-tags (token tagging), "
+                                   "stdlib-quoted-qa (span QA), stdlib-same-doc (sentence pairs). --model takes a "
+                                   "`minibert pretrain` output or a transformers BERT directory (docs/applications.md). "
+                                   "Writes log.jsonl, checkpoint.safetensors, metrics.json (with the task's trivial "
+                                   "baselines), curves.png and model/ into --out.")
     add_config_options(p, FinetuneConfig)
     p.add_argument("--compare", action="store_true",
                    help="run both starts (OUT/pretrained, OUT/random) and plot OUT/comparison.png")

@@ -25,9 +25,9 @@ Every split is **by document** (a hash of its title orders them; about a quarter
 the test side), so the test asks about modules and topics never trained on.  Deterministic: the same
 corpus gives the same task on every machine.
 
-A task turns text into *examples* (one dict of token-level lists per example, ``encode``), knows its
-baselines (``baselines``) and evaluates a model (``evaluate``); ``minibert.training.finetune`` trains
-it with the one training loop.  Shapes: ``B`` batch, ``T`` sequence, ``K`` labels.
+A task turns text into *examples* (one dict of token-level lists per example, ``examples``), knows its
+baselines (``baselines``) and evaluates a model (``evaluate``): the protocol ``minibert.training.finetune``
+states, and its one pipeline trains these three and the classification task alike.  Shapes: ``B`` batch, ``T`` sequence, ``K`` labels.
 """
 import hashlib
 import re
@@ -199,7 +199,7 @@ class ExampleBatches:
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
 
 
-def _run_eval(model, examples, pad_id, batch_size=64, keys=None):
+def run_eval(model, examples, pad_id, batch_size=64, keys=None):
     """Forward every example in eval mode (restored afterwards): -> (list of (batch, output))."""
     was_training = model.training
     model.eval()
@@ -233,6 +233,20 @@ class ApplicationTask:
     def __repr__(self):
         return (f"{type(self).__name__}({self.name!r}, {self.kind}; train {self._counts(self.train_docs)}; "
                 f"test {self._counts(self.test_docs)}, other documents)")
+
+    progress = ()  # keys of record() shown in the progress bar
+
+    def examples(self, tokenizer, max_length):
+        """-> (train examples, test examples): the task's ``encode`` of each side."""
+        return self.encode(tokenizer, self.train_docs, max_length), self.encode(tokenizer, self.test_docs, max_length)
+
+    def model_inputs(self, examples):
+        """The examples as the model takes them (QA drops what only decoding needs)."""
+        return examples
+
+    def record(self, result):
+        """Extra per-step log values of a training step (a ``loop.StepResult``): none."""
+        return {}
 
 
 class CodeTaggingTask(ApplicationTask):
@@ -278,7 +292,7 @@ class CodeTaggingTask(ApplicationTask):
 
     def evaluate(self, model, examples, pad_id=0):
         loss, n, preds, golds = 0.0, 0, [], []
-        for batch, out in _run_eval(model, examples, pad_id):
+        for batch, out in run_eval(model, examples, pad_id):
             count = int((batch["labels"] != IGNORE_INDEX).sum())
             loss, n = loss + float(out.loss) * count, n + count
             m = batch["labels"] != IGNORE_INDEX
@@ -345,7 +359,7 @@ class QuotedSpanQATask(ApplicationTask):
 
     MODEL_KEYS = ("input_ids", "token_type_ids", "start_positions", "end_positions")
 
-    def train_examples(self, examples):
+    def model_inputs(self, examples):
         return [{k: ex[k] for k in self.MODEL_KEYS} for ex in examples]
 
     @staticmethod
@@ -364,7 +378,7 @@ class QuotedSpanQATask(ApplicationTask):
         loss, preds, golds = 0.0, [], []
         for i in range(0, len(examples), 64):
             chunk = examples[i:i + 64]
-            (batch, out), = _run_eval(model, self.train_examples(chunk), pad_id, batch_size=len(chunk))
+            (batch, out), = run_eval(model, self.model_inputs(chunk), pad_id, batch_size=len(chunk))
             loss += float(out.loss) * len(chunk)
             allowed = pad_examples([{"input_ids": ex["input_ids"], "context": ex["context"]} for ex in chunk])["context"]
             s, e, _ = best_spans(out.start_logits, out.end_logits, allowed.astype(bool), self.max_answer_length)
@@ -419,6 +433,9 @@ class SameDocumentTask(ApplicationTask):
         return [{"input_ids": ids, "token_type_ids": tt, "labels": y}
                 for ids, tt, (_, _, y) in zip(enc["input_ids"], enc["token_type_ids"], pairs)]
 
+    def examples(self, tokenizer, max_length):
+        return self.encode(tokenizer, self.train_pairs, max_length), self.encode(tokenizer, self.test_pairs, max_length)
+
     def baselines(self, train=None, test=None):
         """The majority class; a word-overlap (Jaccard) threshold fitted on the training pairs."""
         y_train = np.array([y for _, _, y in self.train_pairs])
@@ -433,7 +450,7 @@ class SameDocumentTask(ApplicationTask):
 
     def evaluate(self, model, examples, pad_id=0):
         loss, preds, golds = 0.0, [], []
-        for batch, out in _run_eval(model, examples, pad_id):
+        for batch, out in run_eval(model, examples, pad_id):
             loss += float(out.loss) * len(batch["labels"])
             preds.append(out.logits.argmax(-1))
             golds.append(batch["labels"])
@@ -466,8 +483,6 @@ def load_application_task(name, corpus=None, test_fraction=0.25):
 
 
 def encode_task(task, tokenizer, max_length):
-    """-> (train examples, test examples) of an application task (the QA test examples keep the context
-    mask and quoted spans that evaluation and the baselines need)."""
-    if isinstance(task, SameDocumentTask):
-        return task.encode(tokenizer, task.train_pairs, max_length), task.encode(tokenizer, task.test_pairs, max_length)
-    return task.encode(tokenizer, task.train_docs, max_length), task.encode(tokenizer, task.test_docs, max_length)
+    """-> (train examples, test examples) of a task (the QA test examples keep the context mask and quoted
+    spans that evaluation and the baselines need): ``task.examples``."""
+    return task.examples(tokenizer, max_length)

@@ -16,10 +16,21 @@ random start are trained and tested on exactly the same labelled data.)
 
 Three more built-in tasks, the seed's applications, come from ``minibert.training.applications``:
 ``stdlib-code-tags`` (token tagging), ``stdlib-quoted-qa`` (span QA with answer decoding) and
-``stdlib-same-doc`` (sentence pairs); ``finetune`` trains each with its head
-(``BertForTokenClassification``, ``BertForQuestionAnswering``, ``BertForSequenceClassification`` on
-``[CLS] A [SEP] B [SEP]``) and writes its baselines next to its metrics.  ``freeze_encoder=True`` trains
-the head only (the encoder's weights stay exactly as loaded: the feature-based baseline).
+``stdlib-same-doc`` (sentence pairs).  **One pipeline serves the four**: ``finetune`` builds the head
+the task names (``task.kind``: ``BertForSequenceClassification``, ``BertForTokenClassification``,
+``BertForQuestionAnswering``), encodes the task, computes its trivial baselines, trains with the one
+training loop and writes the same outputs.  What a task must provide (``ClassificationTask`` below and
+``applications.ApplicationTask`` do):
+
+    name, kind, metric, label_names, num_labels, progress  (keys of ``record`` shown in the progress bar)
+    examples(tokenizer, max_length) -> (train, test)        lists of dicts of token-level lists / ints
+    model_inputs(examples) -> the examples the model trains on (the keys its forward takes)
+    baselines(train, test) -> {name: {metric: value, ...}}  trivial baselines on the test side
+    evaluate(model, test, pad_id) -> {metric: value, "loss": ...};  describe(ev) -> one line
+    record(result) -> extra per-step log values (a ``loop.StepResult``)
+
+``freeze_encoder=True`` trains the head only (the encoder's weights stay exactly as loaded: the
+feature-based baseline).
 
 ``model`` is a minibert pretraining output (``OUT`` or ``OUT/model``) or any transformers-format
 directory with ``config.json``, ``model.safetensors`` and ``vocab.txt`` (all-MiniLM-L6-v2, say).
@@ -67,6 +78,9 @@ class ClassificationTask:
     test_labels: np.ndarray    # (N_test,) int
     train_groups: list         # the module of every training sentence (the unit of the split)
     test_groups: list
+    kind = "sequence"          # the head: BertForSequenceClassification on the pooled [CLS]
+    metric = "accuracy"        # the headline of evaluate()
+    progress = ("accuracy",)   # shown in the progress bar: the step's training accuracy
 
     def __repr__(self):
         def counts(y):
@@ -76,10 +90,39 @@ class ClassificationTask:
                 f"test {len(self.test_texts)} sentences from {len(set(self.test_groups))} other modules "
                 f"({counts(self.test_labels)}))")
 
+    @property
+    def num_labels(self):
+        return len(self.label_names)
+
     def majority_baseline(self):
         """Test accuracy of always answering the most frequent training class."""
         top = np.bincount(self.train_labels, minlength=len(self.label_names)).argmax()
         return float((self.test_labels == top).mean())
+
+    def examples(self, tokenizer, max_length):
+        """-> (train, test) examples ``{"input_ids", "labels"}``: ``[CLS] sentence [SEP]`` truncated to
+        ``max_length``, the label an int."""
+        return tuple([{"input_ids": ids, "labels": int(y)} for ids, y in zip(encode(tokenizer, texts, max_length), labels)]
+                     for texts, labels in ((self.train_texts, self.train_labels), (self.test_texts, self.test_labels)))
+
+    def model_inputs(self, examples):
+        return examples
+
+    def baselines(self, train=None, test=None):
+        """Always the most frequent training class."""
+        return {"majority": {"accuracy": self.majority_baseline()}}
+
+    def evaluate(self, model, examples, pad_id=0):
+        return evaluate_classifier(model, [ex["input_ids"] for ex in examples],
+                                   np.array([ex["labels"] for ex in examples]), self.num_labels, pad_id)
+
+    @staticmethod
+    def describe(ev):
+        return f"accuracy={ev['accuracy']:.4f} balanced={ev['balanced_accuracy']:.4f} loss={ev['loss']:.4f}"
+
+    @staticmethod
+    def record(result):
+        return {"accuracy": step_accuracy(result)}
 
 
 def _hash(text):
@@ -140,49 +183,6 @@ def encode(tokenizer, texts, max_length):
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
-def pad_batch(rows, pad_id=0):
-    """Lists of ids -> ``input_ids`` and ``attention_mask`` (b, T), T = the longest row of *this* batch
-    (short batches cost less: attention is O(T^2))."""
-    T = max(len(r) for r in rows)
-    ids = np.full((len(rows), T), pad_id, dtype=np.int64)  # (b, T)
-    mask = np.zeros((len(rows), T), dtype=np.int64)  # (b, T)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = r
-        mask[i, :len(r)] = 1
-    return ids, mask
-
-
-class ClassificationBatches:
-    """Shuffled batches of (ids, labels), a new order every epoch; its position is checkpointed."""
-
-    def __init__(self, rows, labels, batch_size, seed=0, pad_id=0):
-        self.rows, self.labels = rows, np.asarray(labels)
-        self.batch_size, self.seed, self.pad_id = batch_size, seed, pad_id
-        self.epoch, self.index = 0, 0
-
-    def __repr__(self):
-        return (f"ClassificationBatches({len(self.rows)} examples, batch_size={self.batch_size}, "
-                f"epoch {self.epoch}, batch {self.index})")
-
-    def _order(self, epoch):
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
-
-    def next_batch(self):
-        n_batches = max(1, len(self.rows) // self.batch_size)  # drop the last partial batch
-        if self.index >= n_batches:
-            self.epoch, self.index = self.epoch + 1, 0
-        take = self._order(self.epoch)[self.index * self.batch_size:(self.index + 1) * self.batch_size]
-        self.index += 1
-        ids, mask = pad_batch([self.rows[i] for i in take], self.pad_id)
-        return dict(input_ids=ids, attention_mask=mask, labels=self.labels[take])
-
-    def state_dict(self):
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state):
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-
-
 # -- evaluation ------------------------------------------------------------------------------------
 def step_accuracy(result):
     """Training accuracy of one step (``loop.StepResult``), over all its micro-batches."""
@@ -191,15 +191,9 @@ def step_accuracy(result):
 
 def predict_logits(model, tokenizer, texts, max_length=128, batch_size=64):
     """(N, K) logits for ``texts`` (eval mode, restored afterwards)."""
-    rows = encode(tokenizer, texts, max_length)
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(rows), batch_size):
-        ids, mask = pad_batch(rows[i:i + batch_size], tokenizer.pad_token_id)
-        out.append(model(ids, attention_mask=mask).logits)
-    model.train(was_training)
-    return np.concatenate(out)
+    examples = [{"input_ids": ids} for ids in encode(tokenizer, texts, max_length)]
+    return np.concatenate([out.logits for _, out in applications.run_eval(model, examples, tokenizer.pad_token_id,
+                                                                           batch_size)])
 
 
 def classify(model, tokenizer, texts, label_names, max_length=128):
@@ -210,16 +204,12 @@ def classify(model, tokenizer, texts, label_names, max_length=128):
 
 def evaluate_classifier(model, rows, labels, num_labels, pad_id=0, batch_size=64):
     """Held-out loss, accuracy, per-class accuracy and the confusion matrix (rows: truth)."""
-    was_training = model.training
-    model.eval()
+    examples = [{"input_ids": r, "labels": int(y)} for r, y in zip(rows, labels)]
     loss, preds = 0.0, []
-    for i in range(0, len(rows), batch_size):
-        ids, mask = pad_batch(rows[i:i + batch_size], pad_id)
-        out = model(ids, attention_mask=mask, labels=labels[i:i + batch_size])
-        loss += float(out.loss) * len(ids)
+    for batch, out in applications.run_eval(model, examples, pad_id, batch_size):
+        loss += float(out.loss) * len(batch["labels"])
         preds.append(out.logits.argmax(-1))
-    model.train(was_training)
-    preds = np.concatenate(preds)
+    preds, labels = np.concatenate(preds), np.asarray(labels)
     confusion = np.zeros((num_labels, num_labels), dtype=np.int64)
     np.add.at(confusion, (labels, preds), 1)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
@@ -249,8 +239,10 @@ class FinetuneConfig(RunConfig):
     lr: float = option(1e-3, "peak learning rate of AdamW (right for minibert's tiny models; a full-size BERT "
                              "wants ~5e-5)")
     warmup_steps: int = redefault(RunConfig, "warmup_steps", 30)
-    dropout: Optional[float] = option(0.1, "hidden and attention dropout while fine-tuning (BERT's 0.1, even "
-                                           "though minibert pretrains without); None keeps the model's", type=float)
+    dropout: Optional[float] = option(None, "hidden and attention dropout while fine-tuning; default: the model's "
+                                            "own (0 for a `minibert pretrain` output, which pretrains without; 0.1 for "
+                                            "BERT and MiniLM): a dropout the encoder never saw cost our Tiny a third of "
+                                            "its span-QA exact match (docs/applications.md)", type=float)
     max_train_per_class: Optional[int] = option(None, "use at most this many labelled sentences per class "
                                                       "(the few-label regime)", type=int)
     vocab_size: int = option(8192, "the vocabulary trained on the corpus for a random start without --model")
@@ -311,147 +303,109 @@ def freeze_encoder(model):
     return lambda name: not name.startswith("bert.")
 
 
-# -- the loop --------------------------------------------------------------------------------------
-def finetune(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
-    """Fine-tune a classification head (and the encoder under it); returns the metrics dict also
-    written to metrics.json.  ``task`` defaults to the built-in ``cfg.task``."""
+# -- the pipeline ----------------------------------------------------------------------------------
+def limit_per_class(examples, n, seed):
+    """The first ``n`` examples of each label in a seeded order (the few-label regime), in their order;
+    for tasks with one label per example."""
+    if np.ndim(examples[0]["labels"]) != 0:
+        raise ValueError("max_train_per_class needs one label per example (stdlib-packages, stdlib-same-doc), "
+                         "not one per token or a span")
+    seen, keep = {}, []
+    for i in np.random.default_rng([seed, 7]).permutation(len(examples)):
+        y = examples[i]["labels"]
+        if seen.get(y, 0) < n:
+            seen[y] = seen.get(y, 0) + 1
+            keep.append(i)
+    return [examples[i] for i in sorted(keep)]
+
+
+def finetune(cfg: FinetuneConfig, task=None):
+    """Fine-tune the head ``task.kind`` names (and the encoder under it, unless ``cfg.freeze_encoder``) on
+    any of the four tasks; returns the metrics dict also written to metrics.json, with the task's
+    trivial baselines next to the model's held-out scores.  ``task`` defaults to the built-in ``cfg.task``."""
     cfg.validate()
     if cfg.backend:
         backend.set_backend(cfg.backend)
     os.makedirs(cfg.out, exist_ok=True)
     log = print if cfg.verbose else (lambda *a, **k: None)
     task = task if task is not None else load_task(cfg.task)
-    if isinstance(task, applications.ApplicationTask):
-        return finetune_application(cfg, task, log)
-    K = len(task.label_names)
-    model, tokenizer, start = build_model(cfg, K, log)
-    T = min(cfg.max_seq_length, model.config.max_position_embeddings)
-    train_idx = np.arange(len(task.train_texts))
-    if cfg.max_train_per_class:  # the first n of each class in a seeded order
-        order = np.random.default_rng([cfg.seed, 7]).permutation(len(train_idx))
-        seen = np.zeros(K, dtype=int)
-        keep = []
-        for i in order:
-            if seen[task.train_labels[i]] < cfg.max_train_per_class:
-                seen[task.train_labels[i]] += 1
-                keep.append(i)
-        train_idx = np.sort(np.array(keep))
-    train_rows = encode(tokenizer, [task.train_texts[i] for i in train_idx], T)
-    train_labels = task.train_labels[train_idx]
-    test_rows = encode(tokenizer, task.test_texts, T)
-    data = ClassificationBatches(train_rows, train_labels, cfg.batch_size, seed=cfg.seed, pad_id=tokenizer.pad_token_id)
-    majority = task.majority_baseline()
-    log(f"minibert finetune: task={task.name} start={start} backend={backend.get_backend()} out={cfg.out}")
-    log(f"{task!r}\ntraining on {len(train_rows)} sentences; majority-class test accuracy {majority:.3f}, "
-        f"chance {1 / K:.3f}")
-    log(repr(model))
-
-    trainable = freeze_encoder(model) if cfg.freeze_encoder else None
-    opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay, trainable=trainable)
-    job = Job(f"finetune ({start})", data, next_batch=lambda step: data.next_batch(),
-              record=lambda result, batch: {"accuracy": step_accuracy(result), "epoch": data.epoch},
-              evaluate=lambda: evaluate_classifier(model, test_rows, task.test_labels, K, tokenizer.pad_token_id),
-              describe=lambda ev: (f"accuracy={ev['accuracy']:.4f} balanced={ev['balanced_accuracy']:.4f} "
-                                   f"loss={ev['loss']:.4f}"),
-              progress=("accuracy",), eval_at_start=True)  # the untrained head first: accuracy near chance
-    run = loop.run(model, opt, cfg, job, log)
-    step, history, elapsed, stopped_early, log_path = run.step, run.history, run.seconds, run.stopped_early, run.log_path
-
-    model_dir = os.path.join(cfg.out, "model")
-    model.save_pretrained(model_dir, tokenizer)
-    _add_label_names(os.path.join(model_dir, "config.json"), task.label_names)
-    final = history["eval"][-1]
-    metrics = {"task": task.name, "labels": task.label_names, "start": start, "model": cfg.model,
-               "eval": {k: v for k, v in final.items() if k != "step"},
-               "best_accuracy": max(e["accuracy"] for e in history["eval"]),
-               "majority_baseline": majority, "chance": 1 / K,
-               "train_examples": len(train_rows), "test_examples": len(test_rows),
-               "steps": step, "epochs": step * cfg.batch_size / len(train_rows), "seconds": elapsed,
-               "stopped_by_time_budget": stopped_early, "backend": backend.get_backend(),
-               "config": {"finetune": dataclasses.asdict(cfg), "model": model.config.to_dict()},
-               "eval_history": [{k: v for k, v in e.items() if k != "confusion"} for e in history["eval"]]}
-    atomic_write_bytes(os.path.join(cfg.out, "metrics.json"), json.dumps(metrics, indent=2).encode())
-    plot_finetune_curves(log_path, history["eval"], os.path.join(cfg.out, "curves.png"), majority, 1 / K,
-                         title=f"{task.name}, {start} start")
-    if cfg.verbose:
-        print(f"\ndone: {step} steps ({metrics['epochs']:.1f} epochs) in {elapsed / 60:.1f} min; held-out accuracy "
-              f"{final['accuracy']:.3f} (majority class {majority:.3f}, chance {1 / K:.3f})")
-        print(f"wrote {cfg.out}/metrics.json, curves.png, log.jsonl, model/")
-    return metrics
-
-
-def finetune_application(cfg, task, log=print):
-    """Fine-tune the head of an ``applications.ApplicationTask`` (tagging, span QA, sentence pairs) with
-    the one training loop; returns the metrics dict also written to metrics.json (with the task's
-    trivial baselines next to the model's held-out scores)."""
     model, tokenizer, start = build_model(cfg, task.num_labels, log, head=HEADS[task.kind])
     T = min(cfg.max_seq_length, model.config.max_position_embeddings)
-    train_examples, test_examples = applications.encode_task(task, tokenizer, T)
-    baselines = task.baselines(train_examples, test_examples)
-    train_model_examples = (task.train_examples(train_examples) if hasattr(task, "train_examples")
-                            else train_examples)
-    data = applications.ExampleBatches(train_model_examples, cfg.batch_size, seed=cfg.seed,
+    train, test = task.examples(tokenizer, T)
+    if cfg.max_train_per_class:
+        train = limit_per_class(train, cfg.max_train_per_class, cfg.seed)
+    baselines = task.baselines(train, test)
+    data = applications.ExampleBatches(task.model_inputs(train), cfg.batch_size, seed=cfg.seed,
                                        pad_id=tokenizer.pad_token_id)
     mode = "frozen encoder" if cfg.freeze_encoder else "full fine-tuning"
     log(f"minibert finetune: task={task.name} start={start} ({mode}) backend={backend.get_backend()} out={cfg.out}")
-    log(f"{task!r}\n{len(train_examples)} training and {len(test_examples)} test examples; baselines: "
+    log(f"{task!r}\n{len(train)} training and {len(test)} test examples; baselines: "
         + "; ".join(f"{b} {task.metric}={v[task.metric]:.3f}" for b, v in baselines.items()))
     log(repr(model))
     trainable = freeze_encoder(model) if cfg.freeze_encoder else None
     opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay, trainable=trainable)
     job = Job(f"finetune {task.name} ({start}{', frozen' if cfg.freeze_encoder else ''})", data,
-              next_batch=lambda step: data.next_batch(), record=lambda result, batch: {"epoch": data.epoch},
-              evaluate=lambda: task.evaluate(model, test_examples, tokenizer.pad_token_id),
-              describe=task.describe, eval_at_start=True)
+              next_batch=lambda step: data.next_batch(),
+              record=lambda result, batch: {**task.record(result), "epoch": data.epoch},
+              evaluate=lambda: task.evaluate(model, test, tokenizer.pad_token_id), describe=task.describe,
+              progress=task.progress, eval_at_start=True)  # the untrained head first: near chance
     run = loop.run(model, opt, cfg, job, log)
+
     model_dir = os.path.join(cfg.out, "model")
     model.save_pretrained(model_dir, tokenizer)
     if task.kind != "qa":
         _add_label_names(os.path.join(model_dir, "config.json"), task.label_names)
     history = run.history["eval"]
-    metrics = {"task": task.name, "kind": task.kind, "metric": task.metric, "start": start, "model": cfg.model,
-               "freeze_encoder": cfg.freeze_encoder, "eval": {k: v for k, v in history[-1].items() if k != "step"},
+    best_name, best_baseline = max(((b, v[task.metric]) for b, v in baselines.items()), key=lambda bv: bv[1])
+    metrics = {"task": task.name, "kind": task.kind, "metric": task.metric, "labels": task.label_names,
+               "start": start, "model": cfg.model, "freeze_encoder": cfg.freeze_encoder,
+               "eval": {k: v for k, v in history[-1].items() if k != "step"},
                "best": max(e[task.metric] for e in history), "baselines": baselines,
-               "train_examples": len(train_examples), "test_examples": len(test_examples),
+               "train_examples": len(train), "test_examples": len(test),
                "trainable_parameters": sum(p.size for n, p, _ in model.named_parameters()
                                            if trainable is None or trainable(n)),
-               "steps": run.step, "epochs": run.step * cfg.batch_size / len(train_examples), "seconds": run.seconds,
+               "steps": run.step, "epochs": run.step * cfg.batch_size / len(train), "seconds": run.seconds,
                "stopped_by_time_budget": run.stopped_early, "backend": backend.get_backend(),
                "config": {"finetune": dataclasses.asdict(cfg), "model": model.config.to_dict()},
-               "eval_history": history}
+               "eval_history": [{k: v for k, v in e.items() if k != "confusion"} for e in history]}
+    chance = 1 / task.num_labels if task.kind == "sequence" else None
+    if task.kind == "sequence":  # the names `--compare` and lesson 08 read
+        metrics.update(best_accuracy=metrics["best"], majority_baseline=baselines["majority"]["accuracy"],
+                       chance=chance)
     atomic_write_bytes(os.path.join(cfg.out, "metrics.json"), json.dumps(metrics, indent=2).encode())
-    best_baseline = max(v[task.metric] for v in baselines.values())
-    plot_finetune_curves(run.log_path, history, os.path.join(cfg.out, "curves.png"), best_baseline, None,
-                         title=f"{task.name}, {start} start", metric=task.metric)
+    plot_finetune_curves(run.log_path, history, os.path.join(cfg.out, "curves.png"), best_baseline, chance,
+                         title=f"{task.name}, {start} start", metric=task.metric, baseline_label=best_name)
     if cfg.verbose:
-        print(f"\ndone: {run.step} steps in {run.seconds / 60:.1f} min; held-out {task.metric} "
-              f"{history[-1][task.metric]:.3f} (best trivial baseline {best_baseline:.3f})")
+        print(f"\ndone: {run.step} steps ({metrics['epochs']:.1f} epochs) in {run.seconds / 60:.1f} min; held-out "
+              f"{task.metric} {history[-1][task.metric]:.3f} (best trivial baseline, {best_name}: {best_baseline:.3f}"
+              + (f"; chance {chance:.3f})" if chance else ")"))
         print(f"wrote {cfg.out}/metrics.json, curves.png, log.jsonl, model/")
     return metrics
 
 
-def compare_starts(cfg: FinetuneConfig, task: Optional[ClassificationTask] = None):
+def compare_starts(cfg: FinetuneConfig, task=None):
     """Fine-tune twice with the same data and settings, from ``cfg.model``'s weights and from random
     weights of the same architecture; writes ``out/pretrained``, ``out/random``, ``comparison.json``
     and ``comparison.png``.  Returns ``{"pretrained": metrics, "random": metrics}``."""
     if cfg.model is None:
         raise ValueError("compare_starts needs cfg.model: the pretrained weights to compare with a random start")
     task = task if task is not None else load_task(cfg.task)
-    if isinstance(task, applications.ApplicationTask):
-        raise ValueError(f"--compare is for the classification task stdlib-packages; for {task.name} run "
-                         "finetune twice (with --model and with --random-init) and compare their metrics.json")
     runs = {}
     for start, random_init in (("pretrained", False), ("random", True)):
         runs[start] = finetune(dataclasses.replace(cfg, random_init=random_init, out=os.path.join(cfg.out, start)),
                                task)
-    summary = {s: {"accuracy": m["eval"]["accuracy"], "balanced_accuracy": m["eval"]["balanced_accuracy"],
-                   "best_accuracy": m["best_accuracy"]} for s, m in runs.items()}
-    summary.update(majority_baseline=runs["random"]["majority_baseline"], chance=runs["random"]["chance"])
+    metric = task.metric
+    summary = {s: {**{k: v for k, v in m["eval"].items() if np.isscalar(v)}, "best_" + metric: m["best"]}
+               for s, m in runs.items()}
+    summary.update(metric=metric, baselines=runs["random"]["baselines"])
+    if task.kind == "sequence":
+        summary.update(majority_baseline=runs["random"]["majority_baseline"], chance=runs["random"]["chance"])
     atomic_write_bytes(os.path.join(cfg.out, "comparison.json"), json.dumps(summary, indent=2).encode())
     plot_comparison(runs, os.path.join(cfg.out, "comparison.png"))
     if cfg.verbose:
-        print(f"held-out accuracy: pretrained start {summary['pretrained']['accuracy']:.3f}, random start "
-              f"{summary['random']['accuracy']:.3f} (majority class {summary['majority_baseline']:.3f}); "
+        base = max((v[metric], b) for b, v in summary["baselines"].items())
+        print(f"held-out {metric}: pretrained start {summary['pretrained'][metric]:.3f}, random start "
+              f"{summary['random'][metric]:.3f} (best trivial baseline, {base[1]}: {base[0]:.3f}); "
               f"wrote {cfg.out}/comparison.png")
     return runs
 
@@ -467,9 +421,9 @@ def _add_label_names(config_path, label_names):
 
 # -- plots -----------------------------------------------------------------------------------------
 def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance=None, title=None, axes=None,
-                         metric="accuracy"):
+                         metric="accuracy", baseline_label="majority"):
     """Training loss (raw and smoothed) with held-out loss, and the held-out ``metric``, over steps
-    (``majority``: a baseline's line, labelled "majority class" for accuracy, "best baseline" otherwise)."""
+    (``majority``: a baseline's value, drawn as a line labelled ``baseline_label``; ``chance``: another)."""
     plt = _pyplot()
     rows = read_log(log_path)
     steps = [r["step"] for r in rows]
@@ -485,7 +439,7 @@ def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance
     ax = axes[1]
     ax.plot([e["step"] for e in eval_history], [e[metric] for e in eval_history], "o-", label=f"held-out {metric}")
     if majority is not None:
-        ax.axhline(majority, ls="--", color="gray", label="majority class" if metric == "accuracy" else "best baseline")
+        ax.axhline(majority, ls="--", color="gray", label=f"baseline: {baseline_label}")
     if chance is not None:
         ax.axhline(chance, ls=":", color="gray", label="chance")
     ax.set_ylim(0, 1), ax.set_xlabel("step"), ax.set_title(f"held-out {metric}"), ax.legend()
@@ -496,19 +450,23 @@ def plot_finetune_curves(log_path, eval_history, out_path, majority=None, chance
 
 
 def plot_comparison(runs, out_path=None, ax=None):
-    """Held-out accuracy over steps, one line per start ({"pretrained": metrics, "random": metrics})."""
+    """The held-out metric over steps, one line per run ({"pretrained": metrics, "random": metrics, ...}),
+    with the task's best trivial baseline (and chance, for a classification)."""
     plt = _pyplot()
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
+    any_run = next(iter(runs.values()))
+    metric = any_run.get("metric", "accuracy")
     for i, (start, m) in enumerate(runs.items()):
         h = m["eval_history"]
-        ax.plot([e["step"] for e in h], [e["accuracy"] for e in h], "o-", color=f"C{i}",
-                label=f"{start} start ({h[-1]['accuracy']:.2f})")
-    any_run = next(iter(runs.values()))
-    ax.axhline(any_run["majority_baseline"], ls="--", color="gray", label="majority class")
-    ax.axhline(any_run["chance"], ls=":", color="gray", label="chance")
-    ax.set_ylim(0, 1), ax.set_xlabel("fine-tuning step"), ax.set_ylabel("held-out accuracy")
+        ax.plot([e["step"] for e in h], [e[metric] for e in h], "o-", color=f"C{i}",
+                label=f"{start} ({h[-1][metric]:.2f})")
+    value, name = max((v[metric], b) for b, v in any_run["baselines"].items())
+    ax.axhline(value, ls="--", color="gray", label=f"baseline: {name}")
+    if any_run.get("chance"):
+        ax.axhline(any_run["chance"], ls=":", color="gray", label="chance")
+    ax.set_ylim(0, 1), ax.set_xlabel("fine-tuning step"), ax.set_ylabel(f"held-out {metric}")
     ax.set_title(f"{any_run['task']}: pretrained vs random start"), ax.legend()
     if fig is not None and out_path is not None:
         fig.tight_layout()

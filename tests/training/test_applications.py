@@ -143,14 +143,15 @@ def test_baselines_are_computed_from_the_data(tasks, tokenizer):
 # -- answer decoding -------------------------------------------------------------------------------
 def test_decoding_picks_the_best_legal_span_on_hand_made_logits():
     #              CLS   q   SEP   c0   c1   c2   c3   SEP
-    start = np.array([9., 8., 0., 1., 0., 5., 0., 0.])
+    start = np.array([9., 8., 0., 2., 0., 5., 0., 0.])
     end = np.array([9., 8., 0., 4., 0., 0., 2., 0.])
     ctx = np.array([0, 0, 0, 1, 1, 1, 1, 0], bool)
     # best start alone is c2 (5) and best end alone c0 (4), but end < start is illegal: c2..c3 (5 + 2)
     assert ap.best_spans(start, end, ctx, 30)[:2] == (5, 6)
-    # with a length cap of 1 token the span must be one token: c0..c0 (1 + 4 = 5) beats c2..c2 (5 + 0)
+    # with a length cap of 1 token the span must be one token: c0..c0 (2 + 4 = 6) beats c2..c2 (5 + 0):
+    # no tie (issue 25: a tie would be decided by argmax's "first wins", not by the rule being taught)
     s, e, score = ap.best_spans(start, end, ctx, 1)
-    assert (s, e, score) == (3, 3, 5.0)
+    assert (s, e, score) == (3, 3, 6.0)
     # [CLS] and the question have the largest logits but are not context
     assert ap.best_spans(start, end, np.ones(8, bool), 30)[:2] == (0, 0)
 
@@ -253,5 +254,20 @@ def test_cli_finetune_takes_a_task_and_freeze_encoder(model_dir, tmp_path):
     assert code == 0
     m = json.load(open(out / "metrics.json"))
     assert m["task"] == "stdlib-same-doc" and m["freeze_encoder"] and m["steps"] == 2
-    with pytest.raises(ValueError, match="--compare is for the classification task"):
-        ft.compare_starts(ft.FinetuneConfig(task="stdlib-same-doc", model=model_dir))
+
+
+
+def test_compare_runs_both_starts_on_an_application_task_too(model_dir, tmp_path):
+    """One pipeline for the four tasks: --compare is not only for the classification."""
+    from minibert.cli import main
+    out = tmp_path / "cmp"
+    code = main(["finetune", "--task", "stdlib-code-tags", "--compare", "--model", model_dir, "--out", str(out),
+                 "--max-steps", "2", "--eval-every", "2", "--batch-size", "4", "--max-seq-length", "32",
+                 "--backend", "numpy", "--quiet"])
+    assert code == 0
+    summary = json.load(open(out / "comparison.json"))
+    assert summary["metric"] == "f1" and set(summary["baselines"]) == {"majority", "word_lookup"}
+    for start in ("pretrained", "random"):
+        m = json.load(open(out / start / "metrics.json"))
+        assert m["start"] == start and m["steps"] == 2 and summary[start]["f1"] == m["eval"]["f1"]
+    assert os.path.getsize(out / "comparison.png") > 10_000

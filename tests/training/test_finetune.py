@@ -136,9 +136,10 @@ def test_random_start_keeps_architecture_and_vocabulary_but_not_the_weights(tiny
     assert not np.allclose(model.state_dict()[w], pre.state_dict()[w])
 
 
-def test_fine_tuning_uses_berts_dropout_even_from_a_model_pretrained_without_it(tmp_path):
-    """minibert pretrains with dropout 0 and writes that into config.json; fine-tuning still regularises
-    with BERT's 0.1 unless told otherwise (dropout=None keeps what the model's config says)."""
+def test_fine_tuning_keeps_the_dropout_the_model_was_pretrained_with_unless_told(tmp_path):
+    """minibert pretrains with dropout 0 and writes that into config.json; fine-tuning keeps it unless told
+    otherwise (a random start with that architecture too).  Measured (docs/applications.md): fine-tuning
+    our pretrained Tiny with BERT's 0.1 instead of its own 0 cost span QA 0.19 exact match (0.348 vs 0.537)."""
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + synthetic_vocabulary()
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     cfg = small_config(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -146,8 +147,8 @@ def test_fine_tuning_uses_berts_dropout_even_from_a_model_pretrained_without_it(
                        attention_probs_dropout_prob=0.0)
     tok = minibert.BertTokenizer(str(tmp_path / "vocab.txt"))
     minibert.BertForPreTraining(cfg, seed=1).save_pretrained(str(tmp_path / "model"), tok)
-    for kw, expected in [({}, 0.1), ({"dropout": None}, 0.0), ({"dropout": 0.3}, 0.3),
-                         ({"random_init": True}, 0.1)]:
+    for kw, expected in [({}, 0.0), ({"dropout": None}, 0.0), ({"dropout": 0.3}, 0.3), ({"dropout": 0.1}, 0.1),
+                         ({"random_init": True}, 0.0)]:
         model, _, _ = ft.build_model(_cfg(str(tmp_path), tmp_path / "out", **kw), 4, log=lambda *a: None)
         assert (model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob) == (expected, expected), kw
 
