@@ -491,12 +491,8 @@ def sentence_batch(tokenizer, text, answers=None, text_pair=None, model=None):
     if answers is None:
         if model is None:
             raise ValueError("sentence_batch: pass answers (one word per [MASK]) or the model to take its guess")
-        was_training = model.training
-        model.eval()
-        try:
+        with model.eval_mode():
             logits = model(ids, enc["token_type_ids"], enc["attention_mask"]).prediction_logits  # (1, T, V)
-        finally:
-            model.train(was_training)
         answer_ids = [int(np.argmax(logits[0, t])) for t in where]
     else:
         answers = [answers] if isinstance(answers, str) else list(answers)

@@ -201,14 +201,12 @@ class ExampleBatches:
 
 def run_eval(model, examples, pad_id, batch_size=64, keys=None):
     """Forward every example in eval mode (restored afterwards): -> (list of (batch, output))."""
-    was_training = model.training
-    model.eval()
     outs = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        batch = pad_examples([{k: ex[k] for k in (keys or ex)} for ex in chunk], pad_id)
-        outs.append((batch, model(**batch)))
-    model.train(was_training)
+    with model.eval_mode():
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            batch = pad_examples([{k: ex[k] for k in (keys or ex)} for ex in chunk], pad_id)
+            outs.append((batch, model(**batch)))
     return outs
 
 

@@ -215,6 +215,9 @@ def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command
     for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", lr),
                             ("--warmup-steps", d.warmup_steps), ("--seed", d.seed), ("--dropout", d.dropout)]:
         after_option = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
+        if default is None:  # a default that depends on something else is said in words (finetune's dropout)
+            assert after_option.split(" --", 1)[0].count("default: ") == 1, option
+            continue
         assert after_option.split("(default: ", 1)[1].startswith(f"{default})"), option
     assert "(default: None)" not in text and "(default: False)" not in text
     options = text.split("options:")[1]
