@@ -23,7 +23,6 @@ shortest form that reads back to the same number of the tensor's dtype.
 """
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -27,7 +27,6 @@ import numpy as np
 from .. import backend
 from ..layers.cross_entropy import IGNORE_INDEX
 from ..layers.encoder_layer import PARAMETERS as LAYER_PARAMETERS
-from ..layers.encoder_layer import REFERENCE_OPS, EncoderLayerCache
 from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.gelu import ACTIVATIONS
 from ..layers.pre_ln_encoder_layer import pre_ln_encoder_layer_backward, pre_ln_encoder_layer_forward
