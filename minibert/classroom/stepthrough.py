@@ -34,6 +34,7 @@ from ..layers.attention import merge_heads, sdpa_backward, sdpa_forward, split_h
 from ..layers.encoder_layer import encoder_layer_backward, encoder_layer_forward
 from ..layers.cross_entropy import IGNORE_INDEX
 from ..layers.gelu import ACTIVATIONS
+from .trace import StepList
 
 __all__ = ["step_through", "StepThrough", "OpStep"]
 
@@ -104,7 +105,7 @@ class OpStep:
         return "\n".join(lines)
 
 
-class StepThrough:
+class StepThrough(StepList):
     """Every operation of one forward and backward, in order (a list of ``OpStep``).
 
     ``walk[i]``; ``walk["name"]`` the forward step of that name, ``walk["name", "backward"]`` the backward
@@ -118,32 +119,8 @@ class StepThrough:
         self.loss, self.mlm_loss, self.nsp_loss = losses
         self.tokens, self.words, self.sentence, self.model_name = tokens, words, sentence, model_name
 
-    def __len__(self):
-        return len(self.steps)
-
     def __iter__(self):
         return iter(self.steps)
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.steps[key]
-        name, phase = key if isinstance(key, tuple) else (key, "forward")
-        for s in self.steps:
-            if s.name == name and s.phase == phase:
-                return s
-        close = sorted({s.name for s in self.steps if name.split(".")[-1] in s.name})[:5]
-        raise KeyError(f"no {phase} step named {name!r}" + (f"; similar: {close}" if close else ""))
-
-    def find(self, text, phase=None):
-        return [s for s in self.steps if text in s.name and (phase is None or s.phase == phase)]
-
-    @property
-    def forward(self):
-        return [s for s in self.steps if s.phase == "forward"]
-
-    @property
-    def backward(self):
-        return [s for s in self.steps if s.phase == "backward"]
 
     def param_grad(self, name):
         """The gradient of parameter ``name`` (``bert.``-prefixed): the sum of what the backward steps gave it."""

@@ -171,7 +171,40 @@ class Step:
         return "\n".join(lines)
 
 
-class Trace:
+class StepList:
+    """What a trace and a step-through share: ``steps`` in order (each with ``name`` and ``phase``), looked up
+    as ``steps[i]``, ``steps["name"]`` (the forward step of that name), ``steps["name", "backward"]``,
+    ``steps.find(text)``, and the ``forward`` and ``backward`` halves."""
+
+    steps: list
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.steps[key]
+        name, phase = key if isinstance(key, tuple) else (key, "forward")
+        for step in self.steps:
+            if step.name == name and step.phase == phase:
+                return step
+        close = sorted({s.name for s in self.steps if name.split(".")[-1] in s.name})[:5]
+        raise KeyError(f"no {phase} step named {name!r}" + (f"; similar: {close}" if close else ""))
+
+    def find(self, text, phase=None):
+        """Every step whose name contains ``text`` (of ``phase`` if given), in order."""
+        return [s for s in self.steps if text in s.name and (phase is None or s.phase == phase)]
+
+    @property
+    def forward(self):
+        return [s for s in self.steps if s.phase == "forward"]
+
+    @property
+    def backward(self):
+        return [s for s in self.steps if s.phase == "backward"]
+
+
+class Trace(StepList):
     """Every operation of one forward and backward pass, in order: an iterator of ``Step``.
 
     ``next(trace)`` the next step; ``trace.next_where("softmax")`` the next whose name contains a text;
@@ -211,32 +244,7 @@ class Trace:
         self._next = 0
         return self
 
-    # -- looking things up ------------------------------------------------------------------------
-    def __len__(self):
-        return len(self.steps)
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.steps[key]
-        name, phase = key if isinstance(key, tuple) else (key, "forward")
-        for step in self.steps:
-            if step.name == name and step.phase == phase:
-                return step
-        close = sorted({s.name for s in self.steps if name.split(".")[-1] in s.name})[:5]
-        raise KeyError(f"no {phase} step named {name!r}" + (f"; similar: {close}" if close else ""))
-
-    def find(self, text, phase=None):
-        """Every step whose name contains ``text`` (of ``phase`` if given), in order."""
-        return [s for s in self.steps if text in s.name and (phase is None or s.phase == phase)]
-
-    @property
-    def forward(self):
-        return [s for s in self.steps if s.phase == "forward"]
-
-    @property
-    def backward(self):
-        return [s for s in self.steps if s.phase == "backward"]
-
+    # -- looking things up (StepList) ----------------------------------------------------------
     def param_grad(self, name):
         """The gradient of parameter ``name``: the sum of what the depth-0 backward steps produced for it
         (the inner steps' gradients are part of their parent's).  Equals ``model.grads`` after the trace."""
