@@ -32,6 +32,23 @@ def small_config(**overrides):
     return minibert.BertConfig(**kw)
 
 
+def padded_two_sequence_batch(rng, T, V):
+    """The trace's and the step-through's batch: two sequences of ``T`` ids drawn from ``rng`` (``[CLS]`` = 2
+    first), the second padded from position 5, two segments in the first, three labelled positions (one at
+    5, a real token of the first sequence), and both NSP labels."""
+    ids = rng.integers(5, V, size=(2, T))
+    ids[:, 0] = 2                      # [CLS]
+    mask = np.ones((2, T), dtype=np.int64)
+    mask[1, 5:] = 0                    # the second sequence is padded: keys 5, 6 are masked
+    ids[1, 5:] = 0
+    types = np.zeros((2, T), dtype=np.int64)
+    types[0, 4:] = 1
+    labels = np.full((2, T), -100)
+    labels[0, 2], labels[1, 3], labels[0, 5] = 7, 9, 11
+    return dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
+                next_sentence_label=np.array([0, 1]))
+
+
 def make_batch(config, B=3, T=9, seed=0, label_every=3):
     """A batch with padding (rows shorter than T), two segments, sparse MLM labels and NSP labels."""
     rng = np.random.default_rng(seed)

@@ -22,6 +22,7 @@ from minibert.classroom.toy import (TOY_SOUNDS, TOY_WORDS, check_by_hand, toy_ba
 from minibert.config import BertConfig
 from minibert.layers.cross_entropy import IGNORE_INDEX
 from minibert.models.bert import BertForPreTraining
+from conftest import padded_two_sequence_batch
 
 B, T, V, C, A = 2, 7, 31, 12, 3
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/<folder>/ -> the repository
@@ -39,17 +40,7 @@ def case():
     rng = np.random.default_rng(0)
     for _, p, _ in model.named_parameters():
         p += rng.normal(0, 0.3, p.shape)  # gains away from 1, biases away from 0
-    ids = rng.integers(5, V, size=(B, T))
-    ids[:, 0] = 2
-    mask = np.ones((B, T), dtype=np.int64)
-    mask[1, 5:] = 0
-    ids[1, 5:] = 0
-    types = np.zeros((B, T), dtype=np.int64)
-    types[0, 4:] = 1
-    labels = np.full((B, T), IGNORE_INDEX)
-    labels[0, 2], labels[1, 3], labels[0, 5] = 7, 9, 11
-    batch = dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
-                 next_sentence_label=np.array([0, 1]))
+    batch = padded_two_sequence_batch(rng, T, V)
     walk = step_through(model, **batch)
     return model, batch, walk
 

@@ -15,8 +15,8 @@ import minibert
 from minibert import backend
 from minibert.classroom.trace import Step, Trace, sentence_batch, trace
 from minibert.config import BertConfig
-from minibert.layers.cross_entropy import IGNORE_INDEX
 from minibert.models.bert import BertForPreTraining
+from conftest import padded_two_sequence_batch
 
 B, T, V = 2, 7, 31
 
@@ -24,12 +24,8 @@ B, T, V = 2, 7, 31
 def run_numpy(model, **inputs):
     """An untraced forward on the NumPy references, the kernels a trace runs (numba's twins round
     differently), so its arrays must equal the trace's bit for bit."""
-    before = backend.get_backend()
-    backend.set_backend("numpy")
-    try:
+    with backend.using("numpy"):
         return model(**inputs)
-    finally:
-        backend.set_backend(before)
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +34,7 @@ def case():
                      intermediate_size=20, max_position_embeddings=16)
     model = BertForPreTraining(cfg, seed=1, dtype=np.float64).eval()
     rng = np.random.default_rng(0)
-    ids = rng.integers(5, V, size=(B, T))
-    ids[:, 0] = 2                      # [CLS]
-    mask = np.ones((B, T), dtype=np.int64)
-    mask[1, 5:] = 0                    # the second sequence is padded: keys 5, 6 are masked
-    ids[1, 5:] = 0
-    types = np.zeros((B, T), dtype=np.int64)
-    types[0, 4:] = 1
-    labels = np.full((B, T), IGNORE_INDEX)
-    labels[0, 2], labels[1, 3], labels[0, 5] = 7, 9, 11
-    batch = dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
-                 next_sentence_label=np.array([0, 1]))
+    batch = padded_two_sequence_batch(rng, T, V)
     steps = trace(model, **batch)
     return model, batch, steps
 
