@@ -55,6 +55,14 @@ class PretrainingDataset:
     epoch are skipped (the permutation changes every epoch, so different ones); with ``drop_last=False``
     (for evaluation) the last batch is smaller.
 
+    **Grouped by length** (``group_by_length=True``, what pretraining uses).  About a fifth of a 128-token
+    epoch is padding: documents end, and 10% of the sequences aim shorter (``short_seq_prob``).  A
+    product computes on padding as on text, so the epoch's shuffled order is cut into megabatches of 50
+    batches, each sorted by length and cut into batches, and the batches are shuffled (transformers'
+    ``LengthGroupedSampler``).  Each batch is then cut to its longest sequence, (B, T) -> (B, T_batch):
+    the padding every row of it has is not computed at all, and what the model computes on the other
+    positions is unchanged (padding is masked out of attention and never labelled).
+
     **Resuming.**  All randomness of epoch ``e`` is a function of ``(seed, e)``, so the complete state is
     ``{"epoch", "position", "seed"}`` (plain ints): ``load_state_dict`` rebuilds that epoch's arrays and
     permutation and continues after the last batch handed out.  ``len(data)`` is the number of batches in
@@ -63,7 +71,7 @@ class PretrainingDataset:
 
     def __init__(self, documents, tokenizer, batch_size, max_seq_length=128, masked_lm_prob=0.15,
                  max_predictions_per_seq=20, short_seq_prob=0.1, dupe_factor=1, whole_word_mask=False,
-                 dynamic_masking=True, drop_last=True, seed=0):
+                 dynamic_masking=True, drop_last=True, group_by_length=False, seed=0):
         _check_int("batch_size", batch_size, 1)
         _check_options(max_seq_length, short_seq_prob, masked_lm_prob, max_predictions_per_seq, dupe_factor)
         _check_int("seed", seed, 0)
@@ -78,6 +86,7 @@ class PretrainingDataset:
         self.whole_word_mask = bool(whole_word_mask)
         self.dynamic_masking = bool(dynamic_masking)
         self.drop_last = bool(drop_last)
+        self.group_by_length = bool(group_by_length)
         self.seed = int(seed)
         self.documents = tokenize_documents(documents, tokenizer)      # tokenized once
         _check_corpus(self.documents, len(documents))
@@ -109,7 +118,21 @@ class PretrainingDataset:
         # The order is a permutation drawn from (seed, epoch); the instances come from a separate
         # random.Random, so changing one never shifts the other.
         order = np.random.default_rng([self.seed, epoch]).permutation(len(arrays["next_sentence_label"]))
+        if self.group_by_length:
+            order = self._grouped(order, arrays["attention_mask"].sum(1), np.random.default_rng([self.seed, epoch, 1]))
         return arrays, order
+
+    def _grouped(self, order, lengths, rng):
+        """``order`` rearranged so that each batch holds sequences of similar length (transformers'
+        ``LengthGroupedSampler``): cut the shuffled order into megabatches of 50 batches, sort each by
+        length, longest first, cut it into batches, then shuffle the batches.  Every instance is still
+        served once per epoch, in batches whose members are a random draw of similar length."""
+        B, mega = self.batch_size, 50 * self.batch_size
+        grouped = np.concatenate([chunk[np.argsort(-lengths[chunk], kind="stable")]
+                                  for chunk in np.split(order, range(mega, len(order), mega))])
+        n_full = len(grouped) // B
+        batches = grouped[:n_full * B].reshape(n_full, B)[rng.permutation(n_full)]
+        return np.concatenate([batches.reshape(-1), grouped[n_full * B:]])
 
     def _current_epoch(self):
         """(epoch, arrays, order) of ``self.epoch``, built on first use and kept until the epoch changes."""
@@ -141,10 +164,13 @@ class PretrainingDataset:
         return self._num_batches(self.num_instances)
 
     # -- batches ----------------------------------------------------------------------------------
-    @staticmethod
-    def _take(arrays, order, index, batch_size):
+    def _take(self, arrays, order, index, batch_size):
         rows = order[index * batch_size:(index + 1) * batch_size]                  # (B,)
-        return {key: arrays[key][rows] for key in BATCH_KEYS}
+        batch = {key: arrays[key][rows] for key in BATCH_KEYS}
+        if self.group_by_length:  # cut the padding every row of the batch has: (B, T) -> (B, longest)
+            longest = int(batch["attention_mask"].sum(1).max())
+            batch = {key: v[:, :longest] if v.ndim == 2 else v for key, v in batch.items()}
+        return batch
 
     def batch(self, index):
         """Batch ``index`` of the current epoch, a dict of arrays (B, T) and (B,); does not move position."""
@@ -191,7 +217,8 @@ class PretrainingDataset:
                 "masked_lm_prob": self.masked_lm_prob, "max_predictions_per_seq": self.max_predictions_per_seq,
                 "short_seq_prob": self.short_seq_prob, "dupe_factor": self.dupe_factor,
                 "whole_word_mask": self.whole_word_mask, "dynamic_masking": self.dynamic_masking,
-                "drop_last": self.drop_last, "num_documents": len(self.documents)}
+                "drop_last": self.drop_last, "num_documents": len(self.documents),
+                **({"group_by_length": True} if self.group_by_length else {})}  # older states resume
 
     def state_dict(self):
         """Where the iterator is, as plain JSON-able data: epoch, position (batches handed out in this epoch),
@@ -205,7 +232,8 @@ class PretrainingDataset:
                 raise KeyError(f"state is missing {key!r}; expected the keys of PretrainingDataset.state_dict()")
         config = state.get("config")
         if config is not None and config != self._config():
-            diff = {k: (config.get(k), v) for k, v in self._config().items() if config.get(k) != v}
+            mine = self._config()
+            diff = {k: (config.get(k), mine.get(k)) for k in {**config, **mine} if config.get(k) != mine.get(k)}
             raise ValueError(f"state was saved by a PretrainingDataset built differently: (saved, this) = {diff}")
         _check_int("state['epoch']", state["epoch"], 0)
         _check_int("state['position']", state["position"], 0)

@@ -57,6 +57,11 @@ class PretrainConfig(RunConfig):
     short_seq_length: int = option(16, "tokens per sequence during the sequence-length warmup")
     short_seq_fraction: float = option(0.25, "the first this fraction of the steps trains on short sequences "
                                              "(same tokens per batch; 0: off)")
+    masked_lm_prob: float = option(0.15, "fraction of the tokens of a training sequence to predict (BERT's 0.15; "
+                                         "the held-out evaluation always masks 0.15)")
+    group_by_length: bool = option(True, "serve training batches of similar length, cut to their longest "
+                                         "sequence, so no step computes on padding (transformers' "
+                                         "group_by_length)", flag="--no-group-by-length", invert=True)
     dropout: float = option(0.0, "hidden and attention dropout while pretraining (BERT used 0.1; why 0 here: "
                                  "docs/pretraining.md)")
     eval_batches: int = option(8, "held-out batches per evaluation")
@@ -88,6 +93,8 @@ class PretrainConfig(RunConfig):
             raise ValueError(f"short_seq_length must be an integer >= 8, got {self.short_seq_length!r}")
         if not 0 <= self.short_seq_fraction < 1:
             raise ValueError(f"short_seq_fraction must be in [0, 1), got {self.short_seq_fraction!r}")
+        if not 0 < self.masked_lm_prob < 1:
+            raise ValueError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.engine not in ENGINES:
@@ -200,14 +207,18 @@ class SequenceLengthWarmup:
 def pretraining_data(cfg, train_docs, tokenizer):
     """The training stream of ``cfg``: full-length batches, after ``cfg.short_seq_steps`` short ones."""
     from ..data.dataset import PretrainingDataset
+    p = cfg.masked_lm_prob  # max_predictions_per_seq = ceil(p T) never caps it (20 at 15% of 128, as in BERT)
     full = PretrainingDataset(train_docs, tokenizer, max_seq_length=cfg.max_seq_length,
-                              batch_size=cfg.batch_size, seed=cfg.seed)
+                              batch_size=cfg.batch_size, seed=cfg.seed, masked_lm_prob=p,
+                              max_predictions_per_seq=math.ceil(p * cfg.max_seq_length),
+                              group_by_length=cfg.group_by_length)
     short = None
     if cfg.short_seq_steps:
         T = cfg.short_seq_length
         short = PretrainingDataset(train_docs, tokenizer, max_seq_length=T,
                                    batch_size=cfg.batch_size * cfg.max_seq_length // T, seed=cfg.seed,
-                                   max_predictions_per_seq=math.ceil(full.masked_lm_prob * T))  # never caps 15%
+                                   masked_lm_prob=p, max_predictions_per_seq=math.ceil(p * T),
+                                   group_by_length=cfg.group_by_length)
     return SequenceLengthWarmup(short, full, cfg.short_seq_steps)
 
 

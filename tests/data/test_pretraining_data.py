@@ -377,6 +377,42 @@ def test_state_dict_round_trip_resumes_at_the_same_batch(tok, docs):
         make_dataset(tok, docs, max_seq_length=40).load_state_dict(state)
 
 
+
+def test_group_by_length_serves_the_same_instances_without_their_common_padding(tok, docs):
+    """Grouped batches are a rearrangement of the same epoch: every instance once (drop_last aside), each
+    batch cut to its longest sequence.  Sequences of 32 tokens vary in length (documents end, 10% aim
+    shorter), so some batches are shorter than 32 and the grouped epoch computes on less padding."""
+    def rows(batches):  # each instance as its real tokens (the padding a batch cut is not part of it)
+        return sorted(tuple(b["input_ids"][i, :b["attention_mask"][i].sum()]) for b in batches
+                      for i in range(len(b["input_ids"])))
+    plain = make_dataset(tok, docs, drop_last=False)
+    grouped = make_dataset(tok, docs, drop_last=False, group_by_length=True)
+    plain_batches, grouped_batches = list(plain.epoch_batches(0)), list(grouped.epoch_batches(0))
+    assert rows(plain_batches) == rows(grouped_batches)
+    for b in grouped_batches:
+        check_batch_invariants(b, tok, b["input_ids"].shape[1])
+        assert b["attention_mask"][:, -1].any()                     # no column that is padding in every row
+    cells = lambda batches: sum(b["input_ids"].size for b in batches)
+    assert cells(grouped_batches) < 0.95 * cells(plain_batches)
+    assert min(b["input_ids"].shape[1] for b in grouped_batches) < 32
+
+
+def test_group_by_length_batches_are_shuffled_and_resume_exactly(tok, docs):
+    data = make_dataset(tok, docs, group_by_length=True)
+    longest = [b["input_ids"].shape[1] for b in data.epoch_batches(0)]
+    assert longest != sorted(longest, reverse=True)                 # not served longest first
+    for _ in range(3):
+        data.next_batch()
+    state = json.loads(json.dumps(data.state_dict()))
+    want = data.next_batch()
+    resumed = make_dataset(tok, docs, group_by_length=True)
+    resumed.load_state_dict(state)
+    got = resumed.next_batch()
+    assert all((got[k] == want[k]).all() for k in want)
+    with pytest.raises(ValueError, match="group_by_length"):        # a plain dataset refuses a grouped state
+        make_dataset(tok, docs).load_state_dict(state)
+
+
 def test_most_frequent_label(tok, docs):
     data = make_dataset(tok, docs)
     labels = data.arrays["labels"]

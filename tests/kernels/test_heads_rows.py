@@ -180,3 +180,31 @@ def test_the_pretraining_job_asks_for_the_loss_only_path_and_the_loop_uses_it():
     run_cfg = loop.RunConfig(max_steps=2, warmup_steps=0, lr=1e-3)
     result = loop.training_step(model, minibert.AdamW(model, lr=1e-3), batch, 0, run_cfg, loss_only=Counting())
     assert calls == ["forward", "backward"] and isinstance(result.outputs[0], H.LossOnlyOutput)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["model", "loss-only"])
+def test_columns_of_padding_every_row_has_change_neither_the_loss_nor_a_gradient(fast):
+    """Why pretraining may cut a batch to its longest sequence (``group_by_length``): three more columns of
+    [PAD] in every row are masked out of attention and never labelled, so the loss and every gradient
+    stay what they were (float64, 1e-12 relative: only the order of sums over rows differs)."""
+    cfg = small_config()
+    batch = make_batch(cfg)
+    padded = {k: np.pad(v, ((0, 0), (0, 3)), constant_values=-100 if k == "labels" else 0) if v.ndim == 2 else v
+              for k, v in batch.items()}
+    results = []
+    for b in (batch, padded):
+        model = perturb_parameters(minibert.BertForPreTraining(cfg, seed=0, dtype=np.float64))
+        if fast:
+            path = H.LossOnly()
+            out = path.forward(model, **b)
+            path.backward(model)
+        else:
+            out = model(**b)
+            model.backward()
+        results.append((out.loss, model.grad_state_dict()))
+    (loss, grads), (loss_padded, grads_padded) = results
+    assert abs(loss_padded - loss) <= 1e-12 * abs(loss)
+    largest = max(np.abs(g).max() for g in grads.values())
+    for name, g in grads.items():
+        scale = largest if name.endswith("attention.self.key.bias") else np.abs(g).max()  # as above
+        assert np.abs(grads_padded[name] - g).max() <= 1e-12 * scale, name
