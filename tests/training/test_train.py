@@ -62,7 +62,7 @@ def test_the_sequence_length_warmup_serves_short_sequences_first_with_the_same_t
         assert all(np.array_equal(a[k], b[k]) for k in a), f"step {step}"
     assert PretrainConfig(short_seq_fraction=0).short_seq_steps == 0
     assert PretrainConfig(max_seq_length=16).short_seq_steps == 0, "nothing to warm up to"
-    assert PretrainConfig().short_seq_steps == 1200
+    assert PretrainConfig().short_seq_steps == 900
 
 
 def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_evaluated_on(tmp_path):
