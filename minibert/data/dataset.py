@@ -169,7 +169,8 @@ class PretrainingDataset:
         batch = {key: arrays[key][rows] for key in BATCH_KEYS}
         if self.group_by_length:  # cut the padding every row of the batch has: (B, T) -> (B, longest)
             longest = int(batch["attention_mask"].sum(1).max())
-            batch = {key: v[:, :longest] if v.ndim == 2 else v for key, v in batch.items()}
+            batch = {key: np.ascontiguousarray(v[:, :longest]) if v.ndim == 2 else v  # a view would not
+                     for key, v in batch.items()}  # be C-contiguous: torch's labels.view(-1) refuses it
         return batch
 
     def batch(self, index):

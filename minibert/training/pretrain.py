@@ -49,7 +49,9 @@ class PretrainConfig(RunConfig):
                                     "line between documents)")
     out: str = redefault(RunConfig, "out", "runs/pretrain")
     max_steps: int = redefault(RunConfig, "max_steps", 3600)  # ~9 min on the slowest 2-core AVX2 machine seen
-    warmup_steps: int = redefault(RunConfig, "warmup_steps", 360)  # lets tiny's peak lr be 3e-3
+    warmup_steps: Optional[int] = option(None, "linear warmup to --lr, then linear decay to 0 at --max-steps (360 "
+                                               "of 3600: tiny's lr of 3e-3 needs it, docs/pretraining.md)", type=int,
+                                         shown_default="a tenth of --max-steps")
     seed: int = option(0, "seeds the initialisation, dropout, NSP pairing, masking and batch order (and the "
                           "synthetic corpus)")
     lr: Optional[float] = option(None, "peak learning rate of AdamW", type=float,
@@ -80,6 +82,8 @@ class PretrainConfig(RunConfig):
     def __post_init__(self):
         if self.lr is None and self.preset in PRESET_LR:
             self.lr = PRESET_LR[self.preset]
+        if self.warmup_steps is None and isinstance(self.max_steps, int) and not isinstance(self.max_steps, bool):
+            self.warmup_steps = self.max_steps // 10
 
     def validate(self):
         if self.preset not in PRESETS:

@@ -255,5 +255,6 @@ fig.tight_layout()
 # evaluation, on CPython's documentation by default), the exercises (`minibert exercises make DIR`),
 # and the next lessons on fine-tuning and pretrained weights. The default job departs from this loop
 # (and from BERT's recipe) in three measured ways: it starts on 16-token sequences, it pretrains
-# without dropout, and its peak learning rate is 2e-3 (1e-3 for the mini preset). `docs/pretraining.md` shows why each one
+# without dropout, and its peak learning rate is 3e-3 after a warmup of a tenth of the steps (1e-3 for the mini
+# preset). `docs/pretraining.md` shows why each one
 # matters for a tiny model with 15 minutes of CPU: without the first, no head learns where words are.

@@ -392,6 +392,7 @@ def test_group_by_length_serves_the_same_instances_without_their_common_padding(
     for b in grouped_batches:
         check_batch_invariants(b, tok, b["input_ids"].shape[1])
         assert b["attention_mask"][:, -1].any()                     # no column that is padding in every row
+        assert all(v.flags.c_contiguous for v in b.values())        # torch's labels.view(-1) needs this
     cells = lambda batches: sum(b["input_ids"].size for b in batches)
     assert cells(grouped_batches) < 0.95 * cells(plain_batches)
     assert min(b["input_ids"].shape[1] for b in grouped_batches) < 32

@@ -217,8 +217,10 @@ def test_help_shows_the_defaults_of_the_config_and_explains_every_option(command
     d = PretrainConfig() if command == "pretrain" else FinetuneConfig()
     # pretraining's lr depends on the preset: its help names each preset's
     lr = ", ".join(f"{name} {PRESET_LR[name]:g}" for name in ("tiny", "mini")) if command == "pretrain" else d.lr
+    # and its warmup follows --max-steps
+    warmup = "a tenth of --max-steps" if command == "pretrain" else d.warmup_steps
     for option, default in [("--max-steps", d.max_steps), ("--batch-size", d.batch_size), ("--lr", lr),
-                            ("--warmup-steps", d.warmup_steps), ("--seed", d.seed), ("--dropout", d.dropout)]:
+                            ("--warmup-steps", warmup), ("--seed", d.seed), ("--dropout", d.dropout)]:
         after_option = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
         if default is None:  # a default that depends on something else is said in words (finetune's dropout)
             assert after_option.split(" --", 1)[0].count("default: ") == 1, option
