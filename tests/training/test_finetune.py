@@ -1,5 +1,6 @@
 """Fine-tuning end to end: the built-in task's split, the loop's outputs, exact resume, the CLI, and
 the inference helpers (fill-mask, sentence embeddings, attention maps)."""
+import argparse
 import json
 import os
 
@@ -8,6 +9,7 @@ import pytest
 
 import minibert
 from conftest import small_config
+from minibert.cli import add_config_options, config_from_args
 from minibert.training import finetune as ft
 from minibert.data.synthetic import SYNTHETIC_TOPICS, synthetic_corpus, synthetic_vocabulary
 from minibert.training.inference import attention_maps, cosine_similarity, fill_mask, mean_pool, sentence_embeddings
@@ -180,6 +182,16 @@ def test_cli_and_config_errors_name_the_problem(tmp_path, capsys):
         ft.FinetuneConfig(task="glue").validate()
     with pytest.raises(ValueError, match="compare_starts needs cfg.model"):
         ft.compare_starts(ft.FinetuneConfig(model=None))
+
+
+def test_span_qa_fine_tunes_for_1000_steps_by_default_and_the_other_tasks_for_300():
+    """A pretrained Tiny grows the span-QA attention between steps 300 and 600 (docs/applications.md)."""
+    assert ft.FinetuneConfig(task="stdlib-quoted-qa").max_steps == 1000
+    assert {ft.FinetuneConfig(task=t).max_steps for t in ft.TASKS if t != "stdlib-quoted-qa"} == {300}
+    assert ft.FinetuneConfig(task="stdlib-quoted-qa", max_steps=20).max_steps == 20   # --max-steps wins
+    parser = argparse.ArgumentParser()                                                    # and so does the CLI
+    add_config_options(parser, ft.FinetuneConfig)
+    assert config_from_args(ft.FinetuneConfig, parser.parse_args(["--task", "stdlib-quoted-qa"])).max_steps == 1000
 
 
 # -- inference helpers -----------------------------------------------------------------------------
