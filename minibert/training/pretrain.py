@@ -48,7 +48,7 @@ class PretrainConfig(RunConfig):
                                     "text file in google-research/bert's format (one sentence per line, blank "
                                     "line between documents)")
     out: str = redefault(RunConfig, "out", "runs/pretrain")
-    max_steps: int = redefault(RunConfig, "max_steps", 3600)  # ~9 min on the slowest 2-core AVX2 machine seen
+    max_steps: int = redefault(RunConfig, "max_steps", 3600)  # 8.6-10 min of training on a 2-core AVX2 EPYC
     warmup_steps: Optional[int] = option(None, "linear warmup to --lr, then linear decay to 0 at --max-steps (360 "
                                                "of 3600: tiny's lr of 3e-3 needs it, docs/pretraining.md)", type=int,
                                          shown_default="a tenth of --max-steps")
