@@ -127,7 +127,8 @@ def option(default, help, **cli):
     return dataclasses.field(default=default, metadata={"help": help, **cli})
 
 
-def redefault(cls, name, default):
+def redefault(cls, name, default, **cli):
     """Field ``name`` of dataclass ``cls`` (its help and CLI settings) with another default, for a
-    subclass: ``out: str = redefault(RunConfig, "out", "runs/pretrain")``."""
-    return dataclasses.field(default=default, metadata=cls.__dataclass_fields__[name].metadata)
+    subclass: ``out: str = redefault(RunConfig, "out", "runs/pretrain")``; ``cli`` adds or replaces CLI
+    settings, as ``option``'s (e.g. ``type`` and ``shown_default`` for a default resolved later)."""
+    return dataclasses.field(default=default, metadata={**cls.__dataclass_fields__[name].metadata, **cli})

@@ -67,7 +67,7 @@ STDLIB_PACKAGES = ("asyncio", "email", "idlelib", "distutils", "xml", "importlib
 # Fine-tuning steps when --max-steps is not given.  Span QA needs more: a pretrained Tiny grows the
 # "find the question word in the context" attention between steps 300 and 600, and at 300 steps whether
 # it has yet is a coin toss of the pretraining run (docs/applications.md, "Why 1000 steps for span QA").
-DEFAULT_STEPS = {"stdlib-quoted-qa": 1000}
+DEFAULT_STEPS = {**dict.fromkeys(TASKS, 300), "stdlib-quoted-qa": 1000}
 
 
 # -- the task --------------------------------------------------------------------------------------
@@ -236,8 +236,8 @@ class FinetuneConfig(RunConfig):
     random_init: bool = option(False, "random weights with --model's architecture and vocabulary (the baseline)")
     preset: str = option("tiny", "the architecture of a random start without --model", choices=sorted(PRESETS))
     out: str = redefault(RunConfig, "out", "runs/finetune")
-    max_steps: Optional[int] = option(None, RunConfig.__dataclass_fields__["max_steps"].metadata["help"], type=int,
-                                      shown_default="300; 1000 for stdlib-quoted-qa")
+    max_steps: Optional[int] = redefault(RunConfig, "max_steps", None, type=int, shown_default=(
+        f"{DEFAULT_STEPS['stdlib-packages']}; {DEFAULT_STEPS['stdlib-quoted-qa']} for stdlib-quoted-qa"))
     seed: int = option(0, "seeds the initialisation (the classifier, or all of a random start), dropout, batch "
                           "order and the --max-train-per-class subset")
     max_seq_length: int = option(64, "longer sentences are truncated")
@@ -256,7 +256,7 @@ class FinetuneConfig(RunConfig):
 
     def __post_init__(self):
         if self.max_steps is None:
-            self.max_steps = DEFAULT_STEPS.get(self.task, 300)
+            self.max_steps = DEFAULT_STEPS.get(self.task)  # an unknown task: validate() names it
 
     def validate(self):
         if self.task not in TASKS:
