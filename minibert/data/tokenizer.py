@@ -360,11 +360,12 @@ class BertTokenizer:
         """Token (str) -> id, or list of tokens -> list of ids. Unknown tokens map to [UNK]'s id."""
         if isinstance(tokens, str):
             return self.vocab.get(tokens, self.unk_token_id)
-        ids = []
-        for token in tokens:
-            _check_text("each token passed to convert_tokens_to_ids", token)
-            ids.append(self.vocab.get(token, self.unk_token_id))
-        return ids
+        tokens = list(tokens)                # (a generator is read once)
+        for token in tokens:                 # checked first, then looked up in one pass: this runs on
+            if not isinstance(token, str):   # every token of every pretraining epoch
+                _check_text("each token passed to convert_tokens_to_ids", token)
+        vocab_get, unk_id = self.vocab.get, self.unk_token_id
+        return [vocab_get(token, unk_id) for token in tokens]
 
     def _check_id(self, i, name):
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):

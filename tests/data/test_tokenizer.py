@@ -364,6 +364,7 @@ def test_duplicate_token_in_vocab_is_refused(tmp_path):
     (lambda t: t("fine", 4.5), "text_pair"),
     (lambda t: t(["fine", 7]), r"text\[1\]"),
     (lambda t: t(["a", "b"], ["x", None]), r"text_pair\[1\]"),
+    (lambda t: t.convert_tokens_to_ids(["hello", 7592]), "each token passed to convert_tokens_to_ids"),
 ])
 def test_non_str_text_raises_type_error(ours, call, name):
     with pytest.raises(TypeError, match=f"{name} must be a str.*got"):
