@@ -523,7 +523,7 @@ def sentence_batch(tokenizer, text, answers=None, text_pair=None, model=None):
 
 def untrained_tiny(seed=0, vocab_size=2000, sentences=2500, dtype=np.float32, verbose=False):
     """(BertForPreTraining, BertTokenizer): a freshly initialised BERT-Tiny (``minibert pretrain``'s
-    ``tiny`` preset: L=2, C=128, A=2, F=512) and a ``vocab_size``-piece WordPiece vocabulary trained on
+    ``tiny`` preset: L=2, C=128, A=4, F=512) and a ``vocab_size``-piece WordPiece vocabulary trained on
     the first ``sentences`` sentences of the bundled corpus (about a second), so a trace runs before any
     training.  The model is in eval mode."""
     from ..data.cpython_docs import load_default_corpus
