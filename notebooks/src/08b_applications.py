@@ -172,13 +172,13 @@ else:
 #
 # | task, metric | MiniLM (60 steps) | our pretrained Tiny (300 steps; QA 1000) | random start, Tiny (the same) | best heuristic |
 # |---|---:|---:|---:|---:|
-# | `stdlib-packages`, accuracy | 0.623 | **0.831** | 0.745 | 0.265 |
-# | `stdlib-code-tags`, code F1 | **0.951** | 0.850 | 0.779 | 0.587 |
-# | `stdlib-quoted-qa`, EM / F1 | 0.659 / **0.796** | **0.711** / 0.765 | 0.537 / 0.623 | 0.342 / 0.342 |
-# | `stdlib-same-doc`, accuracy | 0.595 | **0.735** | 0.500 | 0.580 |
+# | `stdlib-packages`, accuracy | 0.623 | **0.844** | 0.768 | 0.265 |
+# | `stdlib-code-tags`, code F1 | **0.951** | 0.892 | 0.761 | 0.587 |
+# | `stdlib-quoted-qa`, EM / F1 | **0.659** / **0.796** | 0.652 / 0.700 | 0.540 / 0.629 | 0.342 / 0.342 |
+# | `stdlib-same-doc`, accuracy | 0.595 | **0.709** | 0.500 | 0.580 |
 #
 # Pretraining pays on every task, our 15-minute Tiny included. MiniLM wins where 60 of its (expensive)
-# steps are enough, tagging and span QA's F1; 60 steps are too few for the classification and the pairs.
+# steps are enough, tagging and span QA; 60 steps are too few for the classification and the pairs.
 # Our Tiny needs 1000 steps for span QA: its exact match jumps between steps 300 and 600, and at 300 a
 # pretrained start is no better than a random one (the docs show the curves and the seeds).
 # Span QA needs a head that finds the question word's copy in the context: MiniLM has such heads (its
