@@ -11,7 +11,7 @@ import pytest
 
 import minibert
 from minibert.files import load_checkpoint, save_checkpoint
-from minibert.training.pretrain import PretrainConfig, pretrain
+from minibert.training.pretrain import PRESETS, PretrainConfig, pretrain
 
 SMALL = dict(corpus="synthetic", batch_size=8, max_seq_length=32, vocab_size=300, eval_every=5,
              checkpoint_every=4, eval_batches=2, warmup_steps=3, verbose=False)
@@ -79,7 +79,9 @@ def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_eva
     assert found["model_accuracy"] == metrics["eval"]["mlm_accuracy"]
     # the synthetic corpus is built so that neighbours say a lot: counting them beats the unigram guess
     assert found["counts_accuracy"] > 1.5 * metrics["eval"]["unigram_mlm_accuracy"]
-    assert found["attention_offsets"].shape == (2, 2, 3) and 0 < found["uniform_attention"] < 1
+    shape = PRESETS["tiny"]
+    assert found["attention_offsets"].shape == (shape["num_hidden_layers"], shape["num_attention_heads"], 3)
+    assert 0 < found["uniform_attention"] < 1
 
 
 def test_training_reduces_the_loss_on_the_synthetic_corpus(tmp_path):
