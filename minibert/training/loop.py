@@ -131,6 +131,10 @@ def training_step(model, opt, batch, step, cfg, ckpt_path=None, loss_only=None):
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
+ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
+
+
 def save_training_state(path, model, opt, step, data_state, history):
     """Everything a run needs to continue exactly: weights, AdamW moments, step, dropout RNG, data
     position, evaluation history (one checksummed safetensors file, written atomically)."""
@@ -148,6 +152,14 @@ def load_training_state(path, model, opt):
     if meta.get("engine", "minibert") != "minibert":
         raise ValueError(f"{path} was written by the {meta['engine']} engine: resume it with --engine "
                          f"{meta['engine']} (or start a new run in another --out)")
+    # Some settings change the function without changing a weight's shape (the tiny preset went from 2
+    # heads to 4): a checkpoint of another architecture must not resume silently.
+    saved, now = meta.get("config", {}), model.config.to_dict()
+    differ = [f"{k}: checkpoint {saved[k]!r}, this run {now[k]!r}" for k in ARCHITECTURE_KEYS
+              if k in saved and k in now and saved[k] != now[k]]
+    if differ:
+        raise ValueError(f"{path} holds another architecture ({'; '.join(differ)}): resume it with the settings "
+                         f"it was written with, or start a new run in another --out")
     params = {n[len("param/"):]: a for n, a in arrays.items() if n.startswith("param/")}
     model.load_state_dict(params)
     opt.load_state_dict({"t": meta["adam_t"], "lr": meta["lr"],

@@ -84,6 +84,18 @@ def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_eva
     assert 0 < found["uniform_attention"] < 1
 
 
+def test_resuming_a_checkpoint_of_another_architecture_is_refused_by_name(tmp_path, monkeypatch):
+    """The weights of 2 heads and of 4 have the same shapes, so only the saved config can tell them apart."""
+    out = str(tmp_path / "run")
+    heads = PRESETS["tiny"]["num_attention_heads"]
+    monkeypatch.setitem(PRESETS, "tiny", {**PRESETS["tiny"], "num_attention_heads": heads // 2})
+    pretrain(PretrainConfig(out=out, max_steps=4, **SMALL))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=f"another architecture .num_attention_heads: checkpoint {heads // 2}, "
+                                         f"this run {heads}"):
+        pretrain(PretrainConfig(out=out, max_steps=8, resume=True, **SMALL))
+
+
 def test_training_reduces_the_loss_on_the_synthetic_corpus(tmp_path):
     metrics = pretrain(PretrainConfig(out=str(tmp_path), max_steps=60, lr=2e-3, **SMALL))
     hist = metrics["eval_history"]
