@@ -131,8 +131,22 @@ def training_step(model, opt, batch, step, cfg, ckpt_path=None, loss_only=None):
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
+# The settings that make a model compute another function; dropout is not among them (a run may change it).
 ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
+                     "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
+                     "layer_norm_position", "is_decoder", "tie_word_embeddings")
+
+
+def check_same_architecture(path, meta, config):
+    """Refuse to resume a checkpoint (its ``meta``) into a model of another architecture, naming what
+    differs.  Both engines call it: some settings change the function without changing a weight's shape
+    (the tiny preset went from 2 heads to 4), so loading the weights would not notice."""
+    saved, now = meta.get("config", {}), config.to_dict()
+    differ = [f"{k}: checkpoint {saved[k]!r}, this run {now[k]!r}" for k in ARCHITECTURE_KEYS
+              if k in saved and k in now and saved[k] != now[k]]
+    if differ:
+        raise ValueError(f"{path} holds another architecture ({'; '.join(differ)}): resume it with the settings "
+                         f"it was written with, or start a new run in another --out")
 
 
 def save_training_state(path, model, opt, step, data_state, history):
@@ -152,14 +166,7 @@ def load_training_state(path, model, opt):
     if meta.get("engine", "minibert") != "minibert":
         raise ValueError(f"{path} was written by the {meta['engine']} engine: resume it with --engine "
                          f"{meta['engine']} (or start a new run in another --out)")
-    # Some settings change the function without changing a weight's shape (the tiny preset went from 2
-    # heads to 4): a checkpoint of another architecture must not resume silently.
-    saved, now = meta.get("config", {}), model.config.to_dict()
-    differ = [f"{k}: checkpoint {saved[k]!r}, this run {now[k]!r}" for k in ARCHITECTURE_KEYS
-              if k in saved and k in now and saved[k] != now[k]]
-    if differ:
-        raise ValueError(f"{path} holds another architecture ({'; '.join(differ)}): resume it with the settings "
-                         f"it was written with, or start a new run in another --out")
+    check_same_architecture(path, meta, model.config)
     params = {n[len("param/"):]: a for n, a in arrays.items() if n.startswith("param/")}
     model.load_state_dict(params)
     opt.load_state_dict({"t": meta["adam_t"], "lr": meta["lr"],

@@ -243,6 +243,7 @@ class TorchTrainer:
         if meta.get("engine") != "torch":
             raise ValueError(f"{path} was written by the minibert engine; resume it without --engine torch "
                              "(or start a new run in another --out)")
+        loop.check_same_architecture(path, meta, self.model.config)
         params = dict(self.hf.named_parameters())
         missing = sorted(n for n in params if "param/" + n not in arrays)
         if missing:

@@ -23,7 +23,7 @@ import transformers  # noqa: E402
 
 import minibert  # noqa: E402
 from minibert.files import load_checkpoint  # noqa: E402
-from minibert.training.pretrain import PretrainConfig, pretrain  # noqa: E402
+from minibert.training.pretrain import PRESETS, PretrainConfig, pretrain  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/<folder>/ -> the repository
 SMALL = dict(corpus="synthetic", batch_size=8, max_seq_length=32, vocab_size=300, eval_every=5,
@@ -170,6 +170,18 @@ def test_a_killed_torch_run_resumes_from_its_checkpoint_exactly(tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     with pytest.raises(ValueError, match="written by the torch engine: resume it with --engine torch"):
         pretrain(PretrainConfig(out=killed, max_steps=17, resume=True, **SMALL))  # the other engine
+
+
+def test_the_torch_engine_refuses_to_resume_a_checkpoint_of_another_architecture(tmp_path, monkeypatch):
+    """As minibert's engine: 2 heads and 4 have weights of the same shapes, only the saved config differs."""
+    out = str(tmp_path / "run")
+    heads = PRESETS["tiny"]["num_attention_heads"]
+    monkeypatch.setitem(PRESETS, "tiny", {**PRESETS["tiny"], "num_attention_heads": heads // 2})
+    pretrain(PretrainConfig(out=out, max_steps=4, engine="torch", **SMALL))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=f"another architecture .num_attention_heads: checkpoint {heads // 2}, "
+                                         f"this run {heads}"):
+        pretrain(PretrainConfig(out=out, max_steps=8, resume=True, engine="torch", **SMALL))
 
 
 def test_the_torch_engines_model_loads_in_minibert_and_fill_mask_agrees_with_transformers(both_engines, capsys):
