@@ -74,10 +74,11 @@ def test_without_max_steps_a_run_takes_as_many_steps_as_fit_in_its_budget(tmp_pa
     monkeypatch.setattr(P, "time_steps", lambda cfg, vocab_size: {16: 0.2, 128: 0.1})  # seconds a step
     cfg = PretrainConfig(out=str(tmp_path), budget_minutes=10)
     planned = P.plan_steps(cfg, 100, quiet)
-    assert planned.max_steps == 4300  # 600 s / (1.1 * (0.25 * 0.2 + 0.75 * 0.1) s) = 4363.6
-    assert planned.warmup_steps == 430 and planned.short_seq_steps == 1075
+    assert P.STEP_OVERHEAD == 0.9
+    assert planned.max_steps == 5300  # 600 s / (0.9 * (0.25 * 0.2 + 0.75 * 0.1) s) = 5333.3
+    assert planned.warmup_steps == 530 and planned.short_seq_steps == 1325
     assert planned.minutes == 10 + P.GUARD_MINUTES
-    assert json.load(open(tmp_path / "plan.json"))["max_steps"] == 4300
+    assert json.load(open(tmp_path / "plan.json"))["max_steps"] == 5300
     assert P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=1000), 100, quiet).max_steps == 7200
     assert P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=0.01), 100, quiet).max_steps == 100
     assert P.plan_steps(PretrainConfig(out=str(tmp_path), engine="torch"), 100, quiet).max_steps == 3600
@@ -94,7 +95,7 @@ def test_a_resumed_run_keeps_the_step_count_it_planned_at_its_start(tmp_path, mo
     (tmp_path / "checkpoint.safetensors").write_bytes(b"a checkpoint")
     monkeypatch.setattr(P, "time_steps", lambda cfg, vocab_size: {16: 0.02, 128: 0.01})  # a faster hour
     resumed = P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=10, resume=True), 100, lambda *a: None)
-    assert resumed.max_steps == 4300 and resumed.warmup_steps == 430
+    assert resumed.max_steps == 5300 and resumed.warmup_steps == 530
     os.remove(tmp_path / "plan.json")
     with pytest.raises(ValueError, match="no plan.json: resume with the --max-steps"):
         P.plan_steps(PretrainConfig(out=str(tmp_path), resume=True), 100, lambda *a: None)
