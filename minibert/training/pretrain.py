@@ -44,7 +44,7 @@ PRESET_LR = {"tiny": 3e-3, "mini": 1e-3}
 # docs/pretraining.md). 7200 is the longest schedule measured; the torch engine keeps 3600.
 MAX_FITTED_STEPS = 7200
 TORCH_DEFAULT_STEPS = 3600
-GUARD_MINUTES = 1.5
+GUARD_MINUTES = 1.0
 # a real step / a timed one, measured (0.88 in a fresh-clone run, docs/pretraining.md): the grouped batches
 # hold 13% fewer tokens than the timed full-length ones, and epoch building, evaluations and
 # checkpoints add about 5%. (With --no-group-by-length a run takes about 13% more than its budget.)
@@ -64,7 +64,7 @@ class PretrainConfig(RunConfig):
     out: str = redefault(RunConfig, "out", "runs/pretrain")
     max_steps: Optional[int] = redefault(RunConfig, "max_steps", None, type=int,
                                          shown_default=f"as many as fit in --budget-minutes, at most {MAX_FITTED_STEPS}; {TORCH_DEFAULT_STEPS} with --engine torch")
-    budget_minutes: float = option(11.0, "without --max-steps: train as many steps as this machine takes in this "
+    budget_minutes: float = option(12.0, "without --max-steps: train as many steps as this machine takes in this "
                                          "many minutes (a few steps are timed first; OUT/plan.json keeps the "
                                          f"count) and stop at {GUARD_MINUTES:g} more in any case")
     warmup_steps: Optional[int] = option(None, "linear warmup to --lr, then linear decay to 0 at --max-steps (360 "
