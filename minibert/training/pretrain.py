@@ -38,17 +38,6 @@ PRESETS = {
 # warmup, learns fastest at 3e-3 (with a 60-step warmup it lost its positional heads there); mini, without
 # dropout, stays at the unigram level at 2e-3.
 PRESET_LR = {"tiny": 3e-3, "mini": 1e-3}
-# Without --max-steps the run trains as many steps as fit in --budget-minutes on the machine it runs on
-# (plan_steps): the same 2-core AVX2 EPYC ran the default job at 21,400 to 34,300 tokens/s on different
-# days, and held-out MLM accuracy grows with the steps (3600: 0.339, 5400: 0.349, 7200: 0.352; four heads,
-# docs/pretraining.md). 7200 is the longest schedule measured; the torch engine keeps 3600.
-MAX_FITTED_STEPS = 7200
-TORCH_DEFAULT_STEPS = 3600
-GUARD_MINUTES = 1.0
-# a real step / a timed one, measured (0.88 in a fresh-clone run, docs/pretraining.md): the grouped batches
-# hold 13% fewer tokens than the timed full-length ones, and epoch building, evaluations and
-# checkpoints add about 5%. (With --no-group-by-length a run takes about 13% more than its budget.)
-STEP_OVERHEAD = 0.9
 ENGINES = ("minibert", "torch")  # torch: training/torch_engine.py, the only module that imports torch
 DEVICES = ("cpu", "cuda")
 
@@ -62,11 +51,7 @@ class PretrainConfig(RunConfig):
                                     "text file in google-research/bert's format (one sentence per line, blank "
                                     "line between documents)")
     out: str = redefault(RunConfig, "out", "runs/pretrain")
-    max_steps: Optional[int] = redefault(RunConfig, "max_steps", None, type=int,
-                                         shown_default=f"as many as fit in --budget-minutes, at most {MAX_FITTED_STEPS}; {TORCH_DEFAULT_STEPS} with --engine torch")
-    budget_minutes: float = option(12.0, "without --max-steps: train as many steps as this machine takes in this "
-                                         "many minutes (a few steps are timed first; OUT/plan.json keeps the "
-                                         f"count) and stop at {GUARD_MINUTES:g} more in any case")
+    max_steps: int = redefault(RunConfig, "max_steps", 3600)  # 8.6-10 min of training on a 2-core AVX2 EPYC
     warmup_steps: Optional[int] = option(None, "linear warmup to --lr, then linear decay to 0 at --max-steps (360 "
                                                "of 3600: tiny's lr of 3e-3 needs it, docs/pretraining.md)", type=int,
                                          shown_default="a tenth of --max-steps")
@@ -106,11 +91,7 @@ class PretrainConfig(RunConfig):
     def validate(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        # without --max-steps the count is planned later (plan_steps); the other settings are checked now
-        (self if self.max_steps is not None else dataclasses.replace(self, max_steps=MAX_FITTED_STEPS)).validate_run()
-        b = self.budget_minutes
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0:
-            raise ValueError(f"budget_minutes must be a number > 0, got {b!r}")
+        self.validate_run()
         for name in ("vocab_size", "eval_batches"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -149,10 +130,8 @@ class PretrainConfig(RunConfig):
     @property
     def short_seq_steps(self):
         """Steps of the sequence-length warmup (0 when it is off or the sequences are short anyway)."""
-        if self.short_seq_length >= self.max_seq_length or not self.short_seq_fraction:
+        if self.short_seq_length >= self.max_seq_length:
             return 0
-        if self.max_steps is None:
-            raise ValueError("the short phase is a fraction of --max-steps, which is not chosen yet (plan_steps)")
         return int(self.short_seq_fraction * self.max_steps)
 
     def model_config(self, vocab_size):
@@ -252,71 +231,6 @@ def pretraining_data(cfg, train_docs, tokenizer):
     return SequenceLengthWarmup(short, full, cfg.short_seq_steps)
 
 
-# -- how many steps fit -----------------------------------------------------------------------------
-def plan_steps(cfg, vocab_size, log=print):
-    """``cfg`` with ``max_steps`` (and so the warmup and the short phase) chosen for this machine, for a
-    run started without ``--max-steps``: as many steps as it trains in ``cfg.budget_minutes`` (at the cost
-    ``time_steps`` measures, times ``STEP_OVERHEAD``), rounded down to a hundred, between 100 and
-    ``MAX_FITTED_STEPS``; ``minutes`` (the hard stop) becomes the budget plus ``GUARD_MINUTES`` unless set.
-
-    The count is written to ``OUT/plan.json``, and ``--resume`` reads it back, so a resumed run keeps its
-    schedule.  ``--max-steps N`` with the printed N repeats a run exactly.  The torch engine, whose step is
-    not minibert's, keeps ``TORCH_DEFAULT_STEPS``."""
-    if cfg.engine == "torch":
-        return dataclasses.replace(cfg, max_steps=TORCH_DEFAULT_STEPS)
-    plan_path = os.path.join(cfg.out, "plan.json")
-    if cfg.resume and os.path.isfile(os.path.join(cfg.out, "checkpoint.safetensors")):
-        if not os.path.isfile(plan_path):
-            raise ValueError(f"{cfg.out} has a checkpoint but no plan.json: resume with the --max-steps the run "
-                             "was started with")
-        with open(plan_path) as f:
-            plan = json.load(f)
-        log(f"steps: {plan['max_steps']}, as planned when the run started ({plan_path})")
-        return dataclasses.replace(cfg, max_steps=plan["max_steps"],
-                                   minutes=cfg.minutes if cfg.minutes is not None else plan["guard_minutes"])
-    seconds = time_steps(cfg, vocab_size)  # {sequence length: seconds a step}
-    short = cfg.short_seq_fraction if cfg.short_seq_length in seconds else 0.0
-    per_step = STEP_OVERHEAD * (short * seconds.get(cfg.short_seq_length, 0.0)
-                                + (1 - short) * seconds[cfg.max_seq_length])
-    steps = int(60 * cfg.budget_minutes / per_step) // 100 * 100
-    steps = max(100, min(MAX_FITTED_STEPS, steps))
-    guard = cfg.minutes if cfg.minutes is not None else cfg.budget_minutes + GUARD_MINUTES
-    timed = ", ".join(f"{1e3 * s:.0f} ms a step of {T} tokens" for T, s in seconds.items())
-    log(f"steps: {steps} (timed here: {timed}; as many as fit in {cfg.budget_minutes:g} minutes, at most "
-        f"{MAX_FITTED_STEPS}); --max-steps {steps} repeats this run exactly")
-    atomic_write_bytes(plan_path, json.dumps({
-        "max_steps": steps, "budget_minutes": cfg.budget_minutes, "guard_minutes": guard,
-        "seconds_per_step": {str(T): s for T, s in seconds.items()}, "step_overhead": STEP_OVERHEAD}, indent=2).encode())
-    return dataclasses.replace(cfg, max_steps=steps, minutes=guard)
-
-
-def time_steps(cfg, vocab_size, repeats=3):
-    """-> {sequence length: seconds per training step} of ``cfg``'s model, for each length its schedule
-    uses (the short phase's, when there is one, and ``max_seq_length``), timed on a throwaway model with
-    random batches of the real shapes (2 untimed steps first: they compile the kernels)."""
-    import numpy as np
-    model = BertForPreTraining(cfg.model_config(vocab_size), seed=cfg.seed).train()
-    opt = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    trial = dataclasses.replace(cfg, max_steps=MAX_FITTED_STEPS)
-    rng = np.random.default_rng(cfg.seed)
-    lengths = ([cfg.short_seq_length] if trial.short_seq_steps else []) + [cfg.max_seq_length]
-    seconds = {}
-    for T in lengths:
-        B = cfg.batch_size * cfg.max_seq_length // T  # the same tokens per step, as the schedule's batches
-        predicted = rng.random((B, T)) < cfg.masked_lm_prob
-        batch = {"input_ids": rng.integers(0, vocab_size, (B, T)),
-                 "token_type_ids": (np.arange(T) >= T // 2).astype(np.int64)[None].repeat(B, 0),
-                 "attention_mask": np.ones((B, T), np.int64),
-                 "labels": np.where(predicted, rng.integers(0, vocab_size, (B, T)), -100),
-                 "next_sentence_label": rng.integers(0, 2, B)}
-        for i in range(2 + repeats):
-            if i == 2:
-                start = time.perf_counter()
-            loop.training_step(model, opt, batch, i, trial, None, heads_rows.LossOnly())
-        seconds[T] = (time.perf_counter() - start) / repeats
-    return seconds
-
-
 # -- evaluation ------------------------------------------------------------------------------------
 def heldout_batches(cfg, tokenizer, heldout_docs):
     """The fixed held-out set of a run: the first ``cfg.eval_batches`` batches of the held-out documents,
@@ -394,8 +308,6 @@ def pretrain(cfg: PretrainConfig):
     train_docs, heldout_docs = load_corpus(cfg.corpus, cfg.seed, cfg.verbose)
     os.makedirs(cfg.out, exist_ok=True)  # after the corpus is read: a bad one leaves no empty OUT behind
     tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), cfg.verbose)
-    if cfg.max_steps is None:
-        cfg = plan_steps(cfg, len(tokenizer.vocab), log)
     if torch_engine and cfg.nproc > 1 and not torch_engine.is_worker():  # the vocabulary is on disk: start
         return torch_engine.launch(cfg)  # the ranks, each of which runs this function as a worker
     data = pretraining_data(cfg, train_docs, tokenizer)

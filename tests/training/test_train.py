@@ -61,55 +61,8 @@ def test_the_sequence_length_warmup_serves_short_sequences_first_with_the_same_t
         a, b = data.batch(step), resumed.batch(step)
         assert all(np.array_equal(a[k], b[k]) for k in a), f"step {step}"
     assert PretrainConfig(short_seq_fraction=0).short_seq_steps == 0
-    assert PretrainConfig(max_steps=3600, max_seq_length=16).short_seq_steps == 0, "nothing to warm up to"
-    assert PretrainConfig(max_steps=3600).short_seq_steps == 900
-
-
-def test_without_max_steps_a_run_takes_as_many_steps_as_fit_in_its_budget(tmp_path, monkeypatch):
-    """plan_steps: the budget over the timed cost of a step (short and full-length steps weighted by the
-    schedule, times STEP_OVERHEAD), in whole hundreds, between 100 and MAX_FITTED_STEPS; the warmup and
-    the short phase follow the count, and a hard stop sits GUARD_MINUTES after the budget."""
-    from minibert.training import pretrain as P
-    quiet = lambda *a: None  # noqa: E731
-    monkeypatch.setattr(P, "time_steps", lambda cfg, vocab_size: {16: 0.2, 128: 0.1})  # seconds a step
-    cfg = PretrainConfig(out=str(tmp_path), budget_minutes=10)
-    planned = P.plan_steps(cfg, 100, quiet)
-    assert P.STEP_OVERHEAD == 0.9
-    assert planned.max_steps == 5300  # 600 s / (0.9 * (0.25 * 0.2 + 0.75 * 0.1) s) = 5333.3
-    assert planned.warmup_steps == 530 and planned.short_seq_steps == 1325
-    assert planned.minutes == 10 + P.GUARD_MINUTES
-    assert json.load(open(tmp_path / "plan.json"))["max_steps"] == 5300
-    assert P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=1000), 100, quiet).max_steps == 7200
-    assert P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=0.01), 100, quiet).max_steps == 100
-    assert P.plan_steps(PretrainConfig(out=str(tmp_path), engine="torch"), 100, quiet).max_steps == 3600
-    assert P.plan_steps(PretrainConfig(out=str(tmp_path), max_steps=None, warmup_steps=7, minutes=2),
-                        100, quiet).warmup_steps == 7, "a warmup given on the command line is kept"
-
-
-def test_a_resumed_run_keeps_the_step_count_it_planned_at_its_start(tmp_path, monkeypatch):
-    """The schedule (warmup, short phase, decay to 0) is a function of the step count, so a run resumed
-    at a faster or slower hour must not plan again: it reads OUT/plan.json."""
-    from minibert.training import pretrain as P
-    monkeypatch.setattr(P, "time_steps", lambda cfg, vocab_size: {16: 0.2, 128: 0.1})
-    P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=10), 100, lambda *a: None)
-    (tmp_path / "checkpoint.safetensors").write_bytes(b"a checkpoint")
-    monkeypatch.setattr(P, "time_steps", lambda cfg, vocab_size: {16: 0.02, 128: 0.01})  # a faster hour
-    resumed = P.plan_steps(PretrainConfig(out=str(tmp_path), budget_minutes=10, resume=True), 100, lambda *a: None)
-    assert resumed.max_steps == 5300 and resumed.warmup_steps == 530
-    os.remove(tmp_path / "plan.json")
-    with pytest.raises(ValueError, match="no plan.json: resume with the --max-steps"):
-        P.plan_steps(PretrainConfig(out=str(tmp_path), resume=True), 100, lambda *a: None)
-
-
-def test_a_run_without_max_steps_times_its_steps_and_trains_the_count_it_wrote(tmp_path):
-    """The real timing (no stand-in): the planned count is a whole hundred within the bounds, it is
-    the count the run trained, and metrics.json's config says it."""
-    out = str(tmp_path / "run")
-    metrics = pretrain(PretrainConfig(out=out, budget_minutes=0.02, **SMALL))
-    plan = json.load(open(os.path.join(out, "plan.json")))
-    assert plan["max_steps"] % 100 == 0 and 100 <= plan["max_steps"] <= 7200
-    assert set(plan["seconds_per_step"]) == {"16", "32"} and all(s > 0 for s in plan["seconds_per_step"].values())
-    assert metrics["steps"] == metrics["config"]["pretrain"]["max_steps"] == plan["max_steps"]
+    assert PretrainConfig(max_seq_length=16).short_seq_steps == 0, "nothing to warm up to"
+    assert PretrainConfig().short_seq_steps == 900
 
 
 def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_evaluated_on(tmp_path):
