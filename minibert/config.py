@@ -10,6 +10,12 @@ from .layers.gelu import ACTIVATIONS  # hidden_act name -> (forward, backward): 
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)  # the values BertConfig.hidden_act may take
 LAYER_NORM_POSITIONS = ("post", "pre")  # the values BertConfig.layer_norm_position may take ("pre": not BERT)
+# The BertConfig fields that make a model compute another function, some without changing a weight's
+# shape (2 heads or 4): a checkpoint resumes only into the same ones (training/loop.check_same_architecture).
+# Dropout is not among them: a run may change it.
+ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                       "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
+                       "layer_norm_position", "is_decoder", "tie_word_embeddings")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from ..config import option
+from ..config import ARCHITECTURE_FIELDS, option
 from ..files import atomic_write_bytes, load_checkpoint, save_checkpoint
 from ..optim import clip_grad_norm, linear_warmup_decay
 
@@ -131,18 +131,12 @@ def training_step(model, opt, batch, step, cfg, ckpt_path=None, loss_only=None):
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
-# The settings that make a model compute another function; dropout is not among them (a run may change it).
-ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
-                     "layer_norm_position", "is_decoder", "tie_word_embeddings")
-
-
 def check_same_architecture(path, meta, config):
     """Refuse to resume a checkpoint (its ``meta``) into a model of another architecture, naming what
     differs.  Both engines call it: some settings change the function without changing a weight's shape
     (the tiny preset went from 2 heads to 4), so loading the weights would not notice."""
     saved, now = meta.get("config", {}), config.to_dict()
-    differ = [f"{k}: checkpoint {saved[k]!r}, this run {now[k]!r}" for k in ARCHITECTURE_KEYS
+    differ = [f"{k}: checkpoint {saved[k]!r}, this run {now[k]!r}" for k in ARCHITECTURE_FIELDS
               if k in saved and k in now and saved[k] != now[k]]
     if differ:
         raise ValueError(f"{path} holds another architecture ({'; '.join(differ)}): resume it with the settings "

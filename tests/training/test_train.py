@@ -96,6 +96,14 @@ def test_resuming_a_checkpoint_of_another_architecture_is_refused_by_name(tmp_pa
         pretrain(PretrainConfig(out=out, max_steps=8, resume=True, **SMALL))
 
 
+def test_every_architecture_field_the_resume_check_compares_is_a_field_of_bert_config():
+    """check_same_architecture skips a name the saved config lacks (older checkpoints), so a misspelt
+    name would never be compared: each must be a real BertConfig field."""
+    import dataclasses
+    from minibert.config import ARCHITECTURE_FIELDS, BertConfig
+    assert set(ARCHITECTURE_FIELDS) <= {f.name for f in dataclasses.fields(BertConfig)}
+
+
 def test_training_reduces_the_loss_on_the_synthetic_corpus(tmp_path):
     metrics = pretrain(PretrainConfig(out=str(tmp_path), max_steps=60, lr=2e-3, **SMALL))
     hist = metrics["eval_history"]
