@@ -84,6 +84,35 @@ def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_eva
     assert 0 < found["uniform_attention"] < 1
 
 
+def test_the_gradient_scales_script_measures_the_runs_clipped_training_gradients(tmp_path):
+    """benchmarks/gradient_scales.py explains why Adam's eps matters (docs/pretraining.md): over one batch
+    its RMS is the size of each entry of the clipped gradient that training would apply.  Checked against
+    the model's own forward and backward (not the loss-only path the script uses), float32 rounding apart."""
+    import importlib.util
+    from minibert.models.bert import BertForPreTraining
+    from minibert.optim import clip_grad_norm
+    from minibert.training.pretrain import load_corpus, pretraining_data
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "gradient_scales.py")
+    spec = importlib.util.spec_from_file_location("gradient_scales", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = str(tmp_path / "run")
+    cfg = PretrainConfig(out=out, max_steps=12, max_grad_norm=0.5, **SMALL)
+    pretrain(cfg)
+    rms = script.gradient_rms(out, batches=1)
+
+    model = BertForPreTraining.from_pretrained(os.path.join(out, "model"), verbose=False).train()
+    train_docs, _ = load_corpus(cfg.corpus, cfg.seed, verbose=False)
+    from minibert.data.tokenizer import BertTokenizer
+    data = pretraining_data(cfg, train_docs, BertTokenizer(os.path.join(out, "vocab.txt")))
+    model.zero_grad()
+    model(**data.batch(cfg.short_seq_steps))
+    model.backward()
+    assert clip_grad_norm(model, 0.5) > 0.5, "clipping must be on for this check to test it"
+    for name, _, grad in model.named_parameters():
+        np.testing.assert_allclose(rms[name], np.abs(grad).ravel(), rtol=1e-3, atol=1e-7, err_msg=name)
+
+
 def test_resuming_a_checkpoint_of_another_architecture_is_refused_by_name(tmp_path, monkeypatch):
     """The weights of 2 heads and of 4 have the same shapes, so only the saved config can tell them apart."""
     out = str(tmp_path / "run")
