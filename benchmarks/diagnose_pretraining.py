@@ -68,8 +68,7 @@ class NeighbourCounts:
 def diagnose(run_dir, counts_cache):
     """Print the diagnosis of one run; -> dict of its figures (see the module docstring)."""
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-    cfg = PretrainConfig(**{k: v for k, v in metrics["config"]["pretrain"].items()
-                            if k in PretrainConfig.__dataclass_fields__})
+    cfg = PretrainConfig.from_metrics(metrics)
     model, tokenizer = load_pretraining_model(run_dir)
     model.eval()
     train_docs, heldout_docs = load_corpus(cfg.corpus, cfg.seed, verbose=False)

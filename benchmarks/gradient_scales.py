@@ -28,10 +28,7 @@ def gradient_rms(run_dir, batches):
     """{parameter name: (entries,) RMS gradient over ``batches`` full-length batches of the run's data}."""
     model, tokenizer = load_pretraining_model(run_dir)
     with open(os.path.join(run_dir, "metrics.json")) as f:
-        saved = json.load(f).get("config", {}).get("pretrain")
-    if saved is None:
-        raise SystemExit(f"{run_dir}/metrics.json has no pretraining config: pass a `minibert pretrain` output")
-    cfg = PretrainConfig(**{k: v for k, v in saved.items() if k in PretrainConfig.__dataclass_fields__})
+        cfg = PretrainConfig.from_metrics(json.load(f))
     train_docs, _ = load_corpus(cfg.corpus, cfg.seed, verbose=False)
     data = pretraining_data(cfg, train_docs, tokenizer)
     model.train()

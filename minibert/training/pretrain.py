@@ -127,6 +127,15 @@ class PretrainConfig(RunConfig):
                                     "(use 'default', 'synthetic', or a text file: one sentence per line, "
                                     "a blank line between documents)")
 
+    @classmethod
+    def from_metrics(cls, metrics):
+        """The config a finished run was trained with, from the metrics dict ``pretrain()`` returns and writes
+        to ``metrics.json`` (under ``config.pretrain``; fields a later minibert dropped are skipped)."""
+        saved = metrics.get("config", {}).get("pretrain")
+        if saved is None:
+            raise ValueError("these metrics hold no pretraining config: they are not a `minibert pretrain` run's")
+        return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
+
     @property
     def short_seq_steps(self):
         """Steps of the sequence-length warmup (0 when it is off or the sequences are short anyway)."""

@@ -65,14 +65,31 @@ def test_the_sequence_length_warmup_serves_short_sequences_first_with_the_same_t
     assert PretrainConfig().short_seq_steps == 900
 
 
+def _benchmark(name):
+    """The script benchmarks/NAME.py, imported as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_runs_config_reads_back_from_its_metrics_and_other_metrics_are_refused(tmp_path):
+    """The diagnosis scripts rebuild a run's data from the config pretrain() saved in metrics.json."""
+    cfg = PretrainConfig(out=str(tmp_path), max_steps=4, **SMALL)
+    metrics = pretrain(cfg)
+    assert PretrainConfig.from_metrics(metrics) == cfg
+    with open(tmp_path / "metrics.json") as f:
+        assert PretrainConfig.from_metrics(json.load(f)) == cfg
+    with pytest.raises(ValueError, match="not a `minibert pretrain` run's"):
+        PretrainConfig.from_metrics({"config": {"finetune": {}}})
+
+
 def test_the_pretraining_diagnosis_rebuilds_the_held_out_batches_the_run_was_evaluated_on(tmp_path):
     """benchmarks/diagnose_pretraining.py explains the README's figures, so it must measure the very
     predictions metrics.json scored: its model accuracy equals the run's, to the last bit."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "diagnose_pretraining.py")
-    spec = importlib.util.spec_from_file_location("diagnose_pretraining", path)
-    diagnosis = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diagnosis)
+    diagnosis = _benchmark("diagnose_pretraining")
     out = str(tmp_path / "run")
     metrics = pretrain(PretrainConfig(out=out, max_steps=30, lr=2e-3, **SMALL))
     [found] = diagnosis.main([out])
@@ -88,15 +105,11 @@ def test_the_gradient_scales_script_measures_the_runs_clipped_training_gradients
     """benchmarks/gradient_scales.py explains why Adam's eps matters (docs/pretraining.md): over one batch
     its RMS is the size of each entry of the clipped gradient that training would apply.  Checked against
     the model's own forward and backward (not the loss-only path the script uses)."""
-    import importlib.util
     from minibert.data.tokenizer import BertTokenizer
     from minibert.models.bert import BertForPreTraining
     from minibert.optim import clip_grad_norm
     from minibert.training.pretrain import load_corpus, pretraining_data
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "gradient_scales.py")
-    spec = importlib.util.spec_from_file_location("gradient_scales", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _benchmark("gradient_scales")
     out = str(tmp_path / "run")
     cfg = PretrainConfig(out=out, max_steps=12, max_grad_norm=0.5, **SMALL)
     pretrain(cfg)
