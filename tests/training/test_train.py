@@ -127,6 +127,37 @@ def test_the_gradient_scales_script_measures_the_runs_clipped_training_gradients
         np.testing.assert_allclose(rms[name], np.abs(grad).ravel(), rtol=1e-3, atol=1e-7, err_msg=name)
 
 
+def test_the_step_flops_script_counts_each_product_once_with_two_flops_per_multiply_add():
+    """benchmarks/step_flops.py (docs/pretraining.md, "A step that costs less?"): a linear layer's
+    forward and backward are three products of N x I x O multiply-adds each."""
+    from minibert.kernels.linear import linear_backward, linear_forward
+    script = _benchmark("step_flops")
+    N, I, O = 6, 5, 7
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((N, I)), rng.standard_normal((O, I)), rng.standard_normal(O)
+    with script.counted_products(vocab_size=99, intermediate_size=98) as totals:
+        out, cache = linear_forward(x, w, b)
+        linear_backward(np.ones_like(out), cache)
+    assert dict(totals) == {script.PARTS[2]: [pytest.approx(3 * 2 * N * I * O / 1e9), pytest.approx(0, abs=1)]}
+
+
+def test_the_step_flops_script_counts_the_decoder_at_the_masked_positions_only(tmp_path):
+    """A training step's tied decoder multiplies only the rows the MLM loss reads: forward and the two
+    products of its backward, P x C x V multiply-adds each, P the batch's labelled positions."""
+    from minibert.data.tokenizer import BertTokenizer
+    from minibert.layers.cross_entropy import IGNORE_INDEX
+    script = _benchmark("step_flops")
+    cfg = PretrainConfig(out=str(tmp_path), max_steps=12, short_seq_fraction=0.5, **SMALL)
+    parts, step_seconds, batches = script.measure(cfg, steps=3, warmup=1)
+
+    labelled = np.mean([(b["labels"] != IGNORE_INDEX).sum() for b in batches])
+    vocab = len(BertTokenizer(str(tmp_path / "vocab.txt")).vocab)
+    hidden = PRESETS["tiny"]["hidden_size"]
+    assert all(b["input_ids"].shape[1] > cfg.short_seq_length for b in batches)  # after the 16-token phase
+    assert parts[script.PARTS[0]][0] == pytest.approx(3 * 2 * labelled * hidden * vocab / 1e9)
+    assert set(parts) == set(script.PARTS) and step_seconds > sum(s for _, s in parts.values())
+
+
 def test_resuming_a_checkpoint_of_another_architecture_is_refused_by_name(tmp_path, monkeypatch):
     """The weights of 2 heads and of 4 have the same shapes, so only the saved config can tell them apart."""
     out = str(tmp_path / "run")
