@@ -119,13 +119,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--short", action="store_true", help="the 16-token phase's batches, not full-length ones")
-    ap.add_argument("--out", default=None, help="where the vocabulary is built (default: a temporary directory; "
-                                                "an existing OUT/vocab.txt is reused)")
+    ap.add_argument("--out", default=None, help="where the vocabulary is built and kept (default: a temporary "
+                                                "directory, removed after); an existing OUT/vocab.txt is reused")
     args = ap.parse_args(argv)
-    out = args.out or tempfile.mkdtemp(prefix="step_flops-")
-    os.makedirs(out, exist_ok=True)
-    cfg = PretrainConfig(out=out, verbose=False)
-    parts, step, batches = measure(cfg, args.steps, args.short)
+    with tempfile.TemporaryDirectory(prefix="step_flops-") as scratch:  # removed after, whatever happens
+        out = args.out or scratch
+        os.makedirs(out, exist_ok=True)
+        parts, step, batches = measure(PretrainConfig(out=out, verbose=False), args.steps, args.short)
     tokens = np.mean([b["attention_mask"].sum() for b in batches])
     total_flop, total_s = sum(f for f, _ in parts.values()), sum(s for _, s in parts.values())
     kind = "16-token" if args.short else "full-length"
