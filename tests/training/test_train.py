@@ -135,10 +135,31 @@ def test_the_step_flops_script_counts_each_product_once_with_two_flops_per_multi
     N, I, O = 6, 5, 7
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((N, I)), rng.standard_normal((O, I)), rng.standard_normal(O)
-    with script.counted_products(vocab_size=99, intermediate_size=98) as totals:
+    with script.counted_products(vocab_size=99) as totals:
         out, cache = linear_forward(x, w, b)
         linear_backward(np.ones_like(out), cache)
-    assert dict(totals) == {script.PARTS[2]: [pytest.approx(3 * 2 * N * I * O / 1e9), pytest.approx(0, abs=1)]}
+    assert list(totals) == [script.PARTS[2]]  # a projection: neither the FFN's module nor a side of V
+    assert totals[script.PARTS[2]][0] == pytest.approx(3 * 2 * N * I * O / 1e9)
+
+
+def test_the_step_flops_script_counts_the_ffn_by_its_module_not_by_its_width():
+    """The 16-token phase has exactly 512 masked rows, the FFN's width: the MLM transform's products
+    (512 x 128 x 128) must still count as projections, and only ffn.py's products as the FFN."""
+    from minibert.kernels.ffn import ffn_backward, ffn_forward
+    from minibert.kernels.linear import linear_backward, linear_forward
+    script = _benchmark("step_flops")
+    rng = np.random.default_rng(0)
+    C, F, P = 8, 16, 16  # P = F, as in the 16-token phase
+    x = rng.standard_normal((P, C)).astype(np.float32)
+    w1, b1 = rng.standard_normal((F, C)).astype(np.float32), np.zeros(F, np.float32)
+    w2, b2 = rng.standard_normal((C, F)).astype(np.float32), np.zeros(C, np.float32)
+    with script.counted_products(vocab_size=99) as totals:
+        out, cache = linear_forward(x, w2[:, :C], b2)  # a C x C projection of P rows
+        linear_backward(np.ones_like(out), cache)
+        out, cache = ffn_forward(x, w1, b1, w2, b2, "gelu")
+        ffn_backward(np.ones_like(out), cache)
+    assert totals[script.PARTS[2]][0] == pytest.approx(3 * 2 * P * C * C / 1e9)
+    assert totals[script.PARTS[1]][0] == pytest.approx(2 * 3 * 2 * P * C * F / 1e9)
 
 
 def test_the_step_flops_script_counts_the_decoder_at_the_masked_positions_only(tmp_path):
