@@ -10,7 +10,9 @@ model.  It prints each part's GFLOP per step (2 per multiply-add) and the produc
 whole step's time and NumPy's own float32 2048^3 product on the same threads, which is the machine's
 rate of the hour (on a shared machine it moves by the hour: docs/pretraining.md).  docs/pretraining.md
 ("A step that costs less?") reads it.  The model starts untrained: a step's products do not depend on
-the weights' values, only on the batch's shape and its number of masked positions.
+the weights' values, only on the batch's shape and its number of masked positions.  It runs the numba
+backend (the default job's), whatever ``$MINIBERT_BACKEND`` says: the NumPy reference's products are not
+counted.
 """
 import argparse
 import math
@@ -85,6 +87,7 @@ def measure(cfg, steps, short=False, warmup=2):
     """Run ``steps`` training steps of ``cfg``'s job -> ``(parts, step_seconds, batches)``: ``parts``
     ``{part: (GFLOP per step, product seconds per step)}``, the mean step time, and the batches the
     steps trained on.  Full-length batches from ``cfg.short_seq_steps`` on, or (``short``) the first ones."""
+    from minibert import backend
     from minibert.kernels.heads_rows import LossOnly
     from minibert.models.bert import BertForPreTraining
     from minibert.optim import AdamW
@@ -97,16 +100,19 @@ def measure(cfg, steps, short=False, warmup=2):
     model = BertForPreTraining(model_config, seed=cfg.seed).train()
     opt, loss_only = AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay), LossOnly()
     first = 0 if short else cfg.short_seq_steps
-    for s in range(first, first + warmup):  # compiles the kernels; not counted
-        loop.training_step(model, opt, data.batch(s), s, cfg, None, loss_only)
     seconds, batches = 0.0, []
-    with counted_products(model_config.vocab_size) as totals:
-        for s in range(first + warmup, first + warmup + steps):
-            batch = data.batch(s)
-            batches.append(batch)
-            t = time.perf_counter()
-            loop.training_step(model, opt, batch, s, cfg, None, loss_only)
-            seconds += time.perf_counter() - t
+    # the numba kernels, whose products all go through kernels/_blas.py's matmul (the NumPy reference
+    # multiplies with @, which this cannot count), whatever backend the process had chosen before
+    with backend.using("numba"):
+        for s in range(first, first + warmup):  # compiles the kernels; not counted
+            loop.training_step(model, opt, data.batch(s), s, cfg, None, loss_only)
+        with counted_products(model_config.vocab_size) as totals:
+            for s in range(first + warmup, first + warmup + steps):
+                batch = data.batch(s)
+                batches.append(batch)
+                t = time.perf_counter()
+                loop.training_step(model, opt, batch, s, cfg, None, loss_only)
+                seconds += time.perf_counter() - t
     parts = {p: (totals[p][0] / steps, totals[p][1] / steps) for p in PARTS if p in totals}
     return parts, seconds / steps, batches
 

@@ -167,9 +167,12 @@ def test_the_step_flops_script_counts_the_decoder_at_the_masked_positions_only(t
     products of its backward, P x C x V multiply-adds each, P the batch's labelled positions."""
     from minibert.data.tokenizer import BertTokenizer
     from minibert.layers.cross_entropy import IGNORE_INDEX
+    import minibert
     script = _benchmark("step_flops")
     cfg = PretrainConfig(out=str(tmp_path), max_steps=12, short_seq_fraction=0.5, **SMALL)
-    parts, step_seconds, batches = script.measure(cfg, steps=3, warmup=1)
+    with minibert.backend.using("numpy"):  # as another test may leave the process; the script runs numba
+        parts, step_seconds, batches = script.measure(cfg, steps=3, warmup=1)
+        assert minibert.get_backend() == "numpy"  # and puts the process's backend back
 
     labelled = np.mean([(b["labels"] != IGNORE_INDEX).sum() for b in batches])
     vocab = len(BertTokenizer(str(tmp_path / "vocab.txt")).vocab)
