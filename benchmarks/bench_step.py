@@ -287,14 +287,16 @@ def step_flops(size, positions, last_rows=B * T):
     return 3 * (encoder + head)
 
 
-def gemm_rate(threads):
-    """Best float32 GEMM rate (FLOP/s) of NumPy's BLAS and torch on this machine, 2048^3."""
+def gemm_rate(threads, with_torch=True):
+    """Best float32 GEMM rate (FLOP/s) of NumPy's BLAS and (``with_torch``) torch on this machine, 2048^3."""
     import numpy as np
-    import torch
     n = 2048
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    rates = {}
-    for name, mm, x in (("numpy/OpenBLAS", np.matmul, a), ("torch", torch.mm, torch.from_numpy(a))):
+    rates, sides = {}, [("numpy/OpenBLAS", np.matmul, a)]
+    if with_torch:
+        import torch
+        sides.append(("torch", torch.mm, torch.from_numpy(a)))
+    for name, mm, x in sides:
         mm(x, x)
         best = min(_timed(lambda: mm(x, x)) for _ in range(5))
         rates[name] = 2 * n ** 3 / best

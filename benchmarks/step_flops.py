@@ -16,13 +16,16 @@ counted.
 """
 import argparse
 import math
+import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 
 import numpy as np
 
+from bench_step import cpu_description, gemm_rate  # the scripts' folder is on sys.path
 from minibert.kernels import _blas
 
 PARTS = ("decoder (tied word embeddings)", "FFN", "projections (Q, K, V, output, MLM transform, pooler)",
@@ -36,9 +39,10 @@ def part_of(caller, a_shape, b_shape, vocab_size):
         return PARTS[3]  # only attention multiplies stacks (batch, heads) of matrices
     if caller == "minibert.kernels.ffn":
         return PARTS[1]
+    # the tied decoder is the only product with a side of V (the default job's V matches no other side)
     if vocab_size in (a_shape[-2], a_shape[-1], b_shape[-1]):
-        return PARTS[0]  # the tied decoder: the only product with a side of V (a vocabulary of F's or the
-    return PARTS[2]      # batch's size would be miscounted here; not the default job's)
+        return PARTS[0]
+    return PARTS[2]
 
 
 @contextmanager
@@ -69,20 +73,6 @@ def counted_products(vocab_size):
             m.matmul = real
 
 
-def numpy_gflops(n=2048, repeats=5):
-    """NumPy's float32 n^3 product on this process's threads, GFLOP/s (the best of ``repeats``)."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    a @ a
-    best = min(_timed(lambda: a @ a) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
-
-
-def _timed(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def measure(cfg, steps, short=False, warmup=2):
     """Run ``steps`` training steps of ``cfg``'s job -> ``(parts, step_seconds, batches)``: ``parts``
     ``{part: (GFLOP per step, product seconds per step)}``, the mean step time, and the batches the
@@ -94,7 +84,7 @@ def measure(cfg, steps, short=False, warmup=2):
     from minibert.training import loop
     from minibert.training.pretrain import build_vocab, load_corpus, pretraining_data
     train_docs, _ = load_corpus(cfg.corpus, cfg.seed, verbose=False)
-    tokenizer = build_vocab(train_docs, cfg.vocab_size, cfg.out + "/vocab.txt", verbose=False)
+    tokenizer = build_vocab(train_docs, cfg.vocab_size, os.path.join(cfg.out, "vocab.txt"), verbose=False)
     data = pretraining_data(cfg, train_docs, tokenizer)
     model_config = cfg.model_config(len(tokenizer.vocab))
     model = BertForPreTraining(model_config, seed=cfg.seed).train()
@@ -119,8 +109,6 @@ def measure(cfg, steps, short=False, warmup=2):
 
 def main(argv=None):
     """Print the table; -> ``(parts, step_seconds, batches)`` as ``measure`` returns them."""
-    import os
-    import tempfile
     from minibert.training.pretrain import PretrainConfig
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=10)
@@ -135,15 +123,16 @@ def main(argv=None):
     tokens = np.mean([b["attention_mask"].sum() for b in batches])
     total_flop, total_s = sum(f for f, _ in parts.values()), sum(s for _, s in parts.values())
     kind = "16-token" if args.short else "full-length"
-    print(f"{args.steps} {kind} training steps of the default job, {_blas.threads()} thread(s), "
-          f"{tokens:.0f} real tokens per step")
+    print(f"{cpu_description()}: {args.steps} {kind} training steps of the default job, {_blas.threads()} "
+          f"thread(s), {tokens:.0f} real tokens per step")
     print(f"{'part':54s} {'GFLOP/step':>10s} {'share':>6s} {'ms/step':>8s} {'GFLOP/s':>8s}")
     for p, (flop, s) in parts.items():
         print(f"{p:54s} {flop:10.2f} {flop / total_flop:6.0%} {1e3 * s:8.1f} {flop / s:8.1f}")
     print(f"{'all products':54s} {total_flop:10.2f} {1:6.0%} {1e3 * total_s:8.1f} {total_flop / total_s:8.1f}")
     print(f"{'everything else (kernels, Python)':54s} {'':10s} {'':6s} {1e3 * (step - total_s):8.1f}")
     print(f"{'the step':54s} {'':10s} {'':6s} {1e3 * step:8.1f}")
-    print(f"NumPy's float32 2048^3 product on these threads: {numpy_gflops():.0f} GFLOP/s")
+    print(f"NumPy's float32 2048^3 product on these threads: "
+          f"{gemm_rate(_blas.threads(), with_torch=False)['numpy/OpenBLAS'] / 1e9:.0f} GFLOP/s")
     return parts, step, batches
 
 

@@ -66,9 +66,13 @@ def test_the_sequence_length_warmup_serves_short_sequences_first_with_the_same_t
 
 
 def _benchmark(name):
-    """The script benchmarks/NAME.py, imported as a module (benchmarks/ is not a package)."""
+    """The script benchmarks/NAME.py, imported as a module (benchmarks/ is not a package); its folder goes
+    on sys.path, as when it runs as a script, for the scripts that import bench_step."""
     import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", name + ".py")
+    folder = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    path = os.path.join(folder, name + ".py")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -167,7 +171,6 @@ def test_the_step_flops_script_counts_the_decoder_at_the_masked_positions_only(t
     products of its backward, P x C x V multiply-adds each, P the batch's labelled positions."""
     from minibert.data.tokenizer import BertTokenizer
     from minibert.layers.cross_entropy import IGNORE_INDEX
-    import minibert
     script = _benchmark("step_flops")
     cfg = PretrainConfig(out=str(tmp_path), max_steps=12, short_seq_fraction=0.5, **SMALL)
     with minibert.backend.using("numpy"):  # as another test may leave the process; the script runs numba
